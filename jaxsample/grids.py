@@ -1,0 +1,113 @@
+"""Time grids: pure functions from (path, num_steps, options) to a decreasing time array.
+
+Every grid has ``num_steps + 1`` times, runs from ``t_start`` (default
+``path.t_max``) down to ``t_end`` (default ``path.t_min``), and is strictly
+decreasing. Endpoints are exact.
+
+Example:
+    >>> from jaxsample import grids, paths
+    >>> ts = grids.edm(paths.EDM(), 4)
+    >>> [round(float(t), 3) for t in ts]
+    [80.0, 9.723, 0.567, 0.024, 0.002]
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsample.paths import AbstractPath
+
+__all__ = ["uniform", "power", "logsnr_uniform", "edm", "get_grid", "check_grid", "GRIDS"]
+
+
+def _check_num_steps(num_steps) -> int:
+    if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+    return int(num_steps)
+
+
+def _ends(path: AbstractPath, t_start, t_end):
+    t_start = path.t_max if t_start is None else float(t_start)
+    t_end = path.t_min if t_end is None else float(t_end)
+    path.check_times("t_start", [t_start])
+    path.check_times("t_end", [t_end])
+    if not t_start > t_end:
+        raise ValueError(f"t_start must be greater than t_end (sampling runs from noise to data), "
+                         f"got t_start={t_start}, t_end={t_end}")
+    return t_start, t_end
+
+
+def _with_exact_ends(ts, t_start, t_end):
+    return ts.at[0].set(t_start).at[-1].set(t_end)
+
+
+def uniform(path: AbstractPath, num_steps: int, t_start=None, t_end=None):
+    """Uniform in t."""
+    n = _check_num_steps(num_steps)
+    t_start, t_end = _ends(path, t_start, t_end)
+    return jnp.linspace(t_start, t_end, n + 1)
+
+
+def power(path: AbstractPath, num_steps: int, kappa: float = 2.0, t_start=None, t_end=None):
+    """Uniform in t^(1/kappa): kappa = 2 is DPM-Solver's and DEIS's `time_quadratic`."""
+    n = _check_num_steps(num_steps)
+    if not kappa > 0:
+        raise ValueError(f"kappa must be positive, got {kappa}")
+    t_start, t_end = _ends(path, t_start, t_end)
+    u = jnp.linspace(t_start ** (1.0 / kappa), t_end ** (1.0 / kappa), n + 1)
+    return _with_exact_ends(u**kappa, t_start, t_end)
+
+
+def logsnr_uniform(path: AbstractPath, num_steps: int, t_start=None, t_end=None):
+    """Uniform in half log-SNR lam (DPM-Solver's `logSNR`, DEIS's uniform in log rho)."""
+    n = _check_num_steps(num_steps)
+    t_start, t_end = _ends(path, t_start, t_end)
+    lam = jnp.linspace(path.lam(t_start), path.lam(t_end), n + 1)
+    return _with_exact_ends(path.t_from_lam(lam), t_start, t_end)
+
+
+def edm(path: AbstractPath, num_steps: int, rho: float = 7.0, t_start=None, t_end=None):
+    """Karras et al. (2022) spacing, uniform in r^(1/rho) for r = sigma / alpha.
+
+    On the EDM path (alpha = 1) these are exactly EDM's sigmas without the final 0.
+    """
+    n = _check_num_steps(num_steps)
+    if not rho > 0:
+        raise ValueError(f"rho must be positive, got {rho}")
+    t_start, t_end = _ends(path, t_start, t_end)
+    r_max, r_min = jnp.exp(-path.lam(t_start)), jnp.exp(-path.lam(t_end))
+    i = jnp.arange(n + 1) / n
+    r = (r_max ** (1 / rho) + i * (r_min ** (1 / rho) - r_max ** (1 / rho))) ** rho
+    return _with_exact_ends(path.t_from_lam(-jnp.log(r)), t_start, t_end)
+
+
+GRIDS = {"uniform": uniform, "power": power, "quadratic": power, "logsnr": logsnr_uniform, "edm": edm}
+
+
+def get_grid(name: str, path: AbstractPath, num_steps: int, **kwargs):
+    """A grid by name: 'uniform', 'power'/'quadratic', 'logsnr' or 'edm'."""
+    if name not in GRIDS:
+        raise ValueError(f"grid must be one of {sorted(GRIDS)}, got {name!r}")
+    return GRIDS[name](path, num_steps, **kwargs)
+
+
+def check_grid(path: AbstractPath, ts, name: str = "ts") -> None:
+    """Raise ValueError unless concrete ``ts`` is a valid sampling grid for ``path``.
+
+    Valid: 1-D, at least two times (one step), finite, strictly decreasing, inside
+    the path's range. Traced grids (inside jit) are not checked.
+    """
+    try:
+        arr = np.asarray(ts)
+    except Exception:  # a tracer: cannot check inside jit
+        return
+    if arr.ndim != 1 or arr.shape[0] < 2:
+        raise ValueError(f"{name} must be a 1-D array of at least 2 times (at least one step), "
+                         f"got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {arr}")
+    if not np.all(np.diff(arr) < 0):
+        raise ValueError(f"{name} must be strictly decreasing (sampling runs from high noise at "
+                         f"t_max to low noise at t_min), got {arr}")
+    path.check_times(name, arr)
