@@ -152,22 +152,33 @@ class VPCosine(AbstractVPPath):
     def t_max(self):
         return 1.0
 
-    def _ab(self):
+    def _abc(self):
+        # theta(t) = a t + b in (0, pi/2); c = pi/2 - a - b, so pi/2 - theta = a (1 - t) + c.
         b = float(np.arctan(np.exp(-0.5 * self.logsnr_max)))
-        a = float(np.arctan(np.exp(-0.5 * self.logsnr_min))) - b
-        return a, b
+        c = float(np.arctan(np.exp(0.5 * self.logsnr_min)))
+        return float(np.pi / 2 - b - c), b, c
+
+    def _angles(self, t):
+        a, b, c = self._abc()
+        t = _asarray(t)
+        return a * t + b, a * (1.0 - t) + c  # theta and its complement, both exact near 0
 
     def lam(self, t):
-        a, b = self._ab()
-        return -jnp.log(jnp.tan(a * _asarray(t) + b))
+        # -log tan(theta) = log tan(pi/2 - theta): use whichever angle is below pi/4.
+        theta, comp = self._angles(t)
+        return jnp.where(theta <= comp, -jnp.log(jnp.tan(theta)), jnp.log(jnp.tan(comp)))
 
     def d_lam(self, t):
-        a, b = self._ab()
-        return -2.0 * a / jnp.sin(2.0 * (a * _asarray(t) + b))
+        a, _, _ = self._abc()
+        theta, comp = self._angles(t)
+        return -2.0 * a / jnp.sin(2.0 * jnp.minimum(theta, comp))
 
     def t_from_lam(self, lam):
-        a, b = self._ab()
-        return (jnp.arctan(jnp.exp(-_asarray(lam))) - b) / a
+        a, b, c = self._abc()
+        lam = _asarray(lam)
+        low = (jnp.arctan(jnp.exp(-lam)) - b) / a  # accurate for lam >= 0 (small t)
+        high = 1.0 - (jnp.arctan(jnp.exp(lam)) - c) / a  # accurate for lam < 0 (t near 1)
+        return jnp.where(lam >= 0, low, high)
 
 
 class VPLinear(AbstractVPPath):

@@ -54,14 +54,16 @@ class DiffraxAdapter(diffrax.AbstractSolver):
     solver: AbstractSolver
     ts: jax.Array
 
-    term_structure: ClassVar = diffrax.ODETerm
+    term_structure: ClassVar = diffrax.AbstractTerm
     interpolation_cls: ClassVar = diffrax.LocalLinearInterpolation
 
     def order(self, terms):
         return self.solver.order
 
     def _model(self, terms):
-        vf = terms.vector_field
+        while not isinstance(terms, diffrax.ODETerm) and hasattr(terms, "term"):
+            terms = terms.term  # diffrax wraps terms (WrapTerm) when integrating backwards in time
+        vf = getattr(terms, "vector_field", None)
         if not isinstance(vf, ProbabilityFlow):
             raise ValueError("terms must come from jaxsample.solvers.probability_flow_term(model)")
         return vf.model

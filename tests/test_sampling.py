@@ -1,0 +1,127 @@
+"""The scan driver: jit, vmap, grad, trajectories, batch invariance, input errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxsample as js
+
+
+@pytest.fixture(scope="module")
+def setup():
+    gmm = js.GaussianMixture.random(jax.random.key(0), dim=4, num_components=3)
+    model = gmm.model(js.VPCosine(), "eps")
+    ts = js.logsnr_uniform(model.path, 6)
+    noise = js.initial_noise(jax.random.key(1), (8, 4))
+    return gmm, model, ts, noise
+
+
+def python_loop(model, solver, ts, noise):
+    state = solver.init(model, ts, model.path.sigma(ts[0]) * noise, {})
+    for i in range(len(ts) - 1):
+        state = solver.step(model, ts, i, state, {}, None)
+    return state.x
+
+
+def test_scan_equals_python_loop(setup, x64):
+    _, model, ts, noise = setup
+    ts, noise = jnp.asarray(ts, jnp.float64), jnp.asarray(noise, jnp.float64)
+    np.testing.assert_allclose(js.sample(model, js.heun(), ts, noise), python_loop(model, js.heun(), ts, noise),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_trajectory(setup):
+    _, model, ts, noise = setup
+    x, traj = js.sample(model, js.euler(), ts, noise, return_trajectory=True)
+    assert traj.shape == (len(ts),) + noise.shape
+    np.testing.assert_allclose(traj[0], model.path.sigma(ts[0]) * noise)
+    np.testing.assert_array_equal(traj[-1], x)
+
+
+def test_jit_vmap_and_batch_invariance(setup):
+    _, model, ts, noise = setup
+    full = js.sample(model, js.rk4(), ts, noise)
+    jitted = jax.jit(lambda n: js.sample(model, js.rk4(), ts, n))(noise)
+    per_sample = jax.vmap(lambda n: js.sample(model, js.rk4(), ts, n[None])[0])(noise)
+    np.testing.assert_allclose(jitted, full, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(per_sample, full, rtol=1e-5, atol=1e-6)
+    # initial_noise extends: the first 3 of a batch of 8 are a batch of 3.
+    np.testing.assert_array_equal(js.initial_noise(jax.random.key(1), (3, 4)), noise[:3])
+
+
+def test_gradients_wrt_noise_and_solver_parameters(setup, x64):
+    gmm, model, ts, _ = setup
+    model = gmm.model(js.VPCosine(), "eps")
+    noise = js.initial_noise(jax.random.key(5), (3, 4), jnp.float64)
+    ts = jnp.asarray(ts, jnp.float64)
+
+    def loss(noise, b):  # a one-parameter family of second-order RK methods (b = 1/2 is Heun)
+        solver = _ParamRK(b)
+        return jnp.sum(js.sample(model, solver, ts, noise, checkpoint=True) ** 2)
+
+    g_noise, g_b = jax.grad(loss, argnums=(0, 1))(noise, jnp.float64(0.5))
+    e = 1e-6
+    dn = jnp.zeros_like(noise).at[1, 2].set(e)
+    fd_noise = (loss(noise + dn, 0.5) - loss(noise - dn, 0.5)) / (2 * e)
+    fd_b = (loss(noise, 0.5 + e) - loss(noise, 0.5 - e)) / (2 * e)
+    np.testing.assert_allclose(g_noise[1, 2], fd_noise, rtol=1e-5)
+    np.testing.assert_allclose(g_b, fd_b, rtol=1e-5)
+
+
+class _ParamRK(js.solvers.AbstractSolver):
+    """x + h [(1 - b) k1 + b k2], k2 at t + h / (2b): second order for any b; b is a traced leaf."""
+
+    b: jax.Array
+
+    order = 2
+
+    def nfe(self, n):
+        return 2 * n
+
+    def init(self, model, ts, x, cond):
+        return js.solvers.SimpleState(x)
+
+    def step(self, model, ts, i, state, cond, key):
+        t, h, x = ts[i], ts[i + 1] - ts[i], state.x
+        k1 = model.velocity(x, t)
+        c = 1.0 / (2.0 * self.b)
+        k2 = model.velocity(x + c * h * k1, t + c * h)
+        return js.solvers.SimpleState(x + h * ((1 - self.b) * k1 + self.b * k2))
+
+
+def test_bad_inputs_raise_value_errors_naming_the_argument(setup):
+    gmm, model, ts, noise = setup
+    with pytest.raises(ValueError, match="ts must be strictly decreasing"):
+        js.sample(model, js.euler(), jnp.array([1.0, 0.3, 0.6, 0.1]), noise)
+    with pytest.raises(ValueError, match="ts must be a 1-D array of at least 2 times"):
+        js.sample(model, js.euler(), jnp.array([1.0]), noise)
+    with pytest.raises(ValueError, match="num_steps must be a positive integer"):
+        js.logsnr_uniform(model.path, 0)
+    with pytest.raises(ValueError, match=r"noise of shape \(8, 5\) is rejected by the model"):
+        js.sample(model, js.euler(), ts, jnp.zeros((8, 5)))
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        gmm.model(js.VPCosine(), "noise")
+    with pytest.raises(ValueError, match="solver must be a jaxsample AbstractSolver"):
+        js.sample(model, "euler", ts, noise)
+    with pytest.raises(ValueError, match="noise must be a floating-point array"):
+        js.sample(model, js.euler(), ts, jnp.zeros((8, 4), jnp.int32))
+
+
+def test_non_finite_samples_are_not_silent(setup):
+    gmm, _, _, noise = setup
+    path = js.RectifiedFlow()
+    bad = gmm.model(path, "eps")  # x0 = (x - t eps) / (1 - t) is singular at t = 1
+    with pytest.raises(Exception, match="NaN or inf"):
+        js.sample(bad, js.euler(), js.uniform(path, 4), noise)
+
+
+def test_reference_is_batch_independent(setup):
+    _, model, _, noise = setup
+    full = js.reference_sample(model, noise)
+    part = js.reference_sample(model, noise[:3])
+    np.testing.assert_allclose(part, full[:3], rtol=1e-6, atol=1e-6)
+    ts = js.logsnr_uniform(model.path, 4)
+    traj = js.reference_sample(model, noise, save_ts=ts)
+    assert traj.shape == (5,) + noise.shape
+    np.testing.assert_allclose(traj[-1], full, atol=1e-5)
