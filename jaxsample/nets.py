@@ -1,0 +1,267 @@
+"""Flax networks for diffusion and flow models, and their bridge to :class:`~jaxsample.models.Model`.
+
+- :class:`MLP`: a time-conditioned MLP for low-dimensional data (2-D toys, small vectors).
+- :class:`UNet`: a small NHWC U-Net (two or more resolutions, residual blocks with a time
+  embedding, GroupNorm, optional class conditioning with a null class for guidance).
+- :func:`network_model` turns ``(module, params)`` into a :class:`~jaxsample.models.Model`
+  whose ``fn`` is a ``jax.tree_util.Partial`` over the variables, so ``jax.grad`` reaches them.
+- :func:`guided` wraps a class-conditional model into a classifier-free-guided one.
+
+Every network is called as ``module.apply(variables, x, t, label=None)``: ``x`` has a leading
+batch axis, ``t`` is a scalar or has shape ``(batch,)`` (a scalar is broadcast to the batch),
+``label`` is an int array of shape ``(batch,)`` (or a scalar) when ``num_classes`` is set.
+Label ``num_classes`` is the null class ("no label"), used by classifier-free guidance; passing
+``label=None`` to a class-conditional network means the null class.
+
+Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxsample import nets, paths
+    >>> net = nets.MLP(features=(32, 32))
+    >>> x = jnp.zeros((4, 2))
+    >>> params = net.init(jax.random.key(0), x, 0.5)["params"]
+    >>> model = nets.network_model(net, params, paths.RectifiedFlow(), "velocity")
+    >>> model(x, 0.5).shape
+    (4, 2)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional, Sequence
+
+import equinox as eqx
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxsample.models import Model, check_prediction
+from jaxsample.paths import AbstractPath
+
+__all__ = ["sinusoidal_embedding", "MLP", "UNet", "ResBlock", "network_model", "guided"]
+
+
+def sinusoidal_embedding(t, dim: int, max_period: float = 10000.0):
+    """Transformer-style sinusoidal embedding of times ``t`` (shape (batch,)) -> (batch, dim).
+
+    Frequencies are ``max_period ** (-k / (dim // 2))``, k = 0 .. dim//2 - 1; the output is
+    ``[cos(t f), sin(t f)]`` (zero-padded by one column if ``dim`` is odd).
+    """
+    if dim < 2:
+        raise ValueError(f"dim must be >= 2, got {dim}")
+    t = jnp.asarray(t, jnp.float32)
+    half = dim // 2
+    freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
+    args = t[:, None] * freqs[None, :]
+    emb = jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
+    if dim % 2:
+        emb = jnp.pad(emb, ((0, 0), (0, 1)))
+    return emb
+
+
+def _broadcast_t(t, batch: int):
+    t = jnp.asarray(t)
+    if t.ndim == 0:
+        return jnp.broadcast_to(t, (batch,))
+    if t.shape != (batch,):
+        raise ValueError(f"t must be a scalar or have shape ({batch},), got {t.shape}")
+    return t
+
+
+def _time_features(t, batch, time_scale, log_time):
+    t = _broadcast_t(t, batch).astype(jnp.float32)
+    if log_time:  # EDM-style c_noise = log(sigma) / 4
+        t = 0.25 * jnp.log(t)
+    return time_scale * t
+
+
+class _Conditioning(nn.Module):
+    """Time (and optional class) embedding -> a vector of size ``dim``."""
+
+    dim: int
+    time_scale: float
+    log_time: bool
+    num_classes: Optional[int]
+
+    @nn.compact
+    def __call__(self, t, label, batch):
+        emb = sinusoidal_embedding(_time_features(t, batch, self.time_scale, self.log_time), self.dim)
+        emb = nn.Dense(self.dim)(emb)
+        emb = nn.Dense(self.dim)(nn.silu(emb))
+        if self.num_classes is not None:
+            if label is None:
+                label = jnp.full((batch,), self.num_classes, jnp.int32)
+            label = jnp.broadcast_to(jnp.asarray(label, jnp.int32), (batch,))
+            # num_classes + 1 rows: the last one is the null class.
+            emb = emb + nn.Embed(self.num_classes + 1, self.dim)(label)
+        elif label is not None:
+            raise ValueError("label given to a network built without num_classes")
+        return emb
+
+
+class MLP(nn.Module):
+    """Time-conditioned MLP for data of shape (batch, d).
+
+    Attributes:
+        features: hidden widths, one Dense + SiLU layer each; the time (and class) embedding
+            is added to every hidden layer.
+        time_embed_dim: size of the sinusoidal embedding and of the conditioning vector.
+        time_scale: times are multiplied by this before the embedding (1000 suits t in [0, 1]).
+        log_time: embed ``log(t) / 4`` instead of ``t`` (EDM / VE paths, t = sigma).
+        num_classes: if set, the network takes ``label`` in [0, num_classes]
+            (``num_classes`` = null class).
+    """
+
+    features: Sequence[int] = (256, 256, 256)
+    time_embed_dim: int = 64
+    time_scale: float = 1000.0
+    log_time: bool = False
+    num_classes: Optional[int] = None
+
+    @nn.compact
+    def __call__(self, x, t, label=None):
+        if x.ndim != 2:
+            raise ValueError(f"MLP expects x of shape (batch, d), got {x.shape}")
+        if not self.features:
+            raise ValueError("features must list at least one hidden width")
+        batch = x.shape[0]
+        emb = _Conditioning(self.time_embed_dim, self.time_scale, self.log_time, self.num_classes)(t, label, batch)
+        h = x
+        for width in self.features:
+            h = nn.Dense(width)(h) + nn.Dense(width)(emb)
+            h = nn.silu(h)
+        return nn.Dense(x.shape[-1])(h).astype(x.dtype)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm -> SiLU -> Conv -> (+ time embedding) -> GroupNorm -> SiLU -> Conv, plus a skip."""
+
+    channels: int
+    groups: int = 8
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, x, emb, train: bool = False):
+        groups = math.gcd(self.groups, x.shape[-1])
+        h = nn.silu(nn.GroupNorm(num_groups=groups)(x))
+        h = nn.Conv(self.channels, (3, 3))(h)
+        h = h + nn.Dense(self.channels)(nn.silu(emb))[:, None, None, :]
+        h = nn.silu(nn.GroupNorm(num_groups=math.gcd(self.groups, self.channels))(h))
+        if self.dropout > 0:
+            h = nn.Dropout(self.dropout, deterministic=not train)(h)
+        h = nn.Conv(self.channels, (3, 3))(h)
+        if x.shape[-1] != self.channels:
+            x = nn.Conv(self.channels, (1, 1))(x)
+        return x + h
+
+
+class UNet(nn.Module):
+    """A small U-Net for NHWC images (e.g. 8x8x1 or 16x16x1 digits, 32x32x3).
+
+    Attributes:
+        channels: base width; level i has ``channels * channel_mults[i]`` channels.
+        channel_mults: one entry per resolution (2 entries = 2 resolutions). Height and width
+            must be divisible by ``2 ** (len(channel_mults) - 1)``.
+        num_res_blocks: residual blocks per resolution on the way down (one more on the way up).
+        groups: GroupNorm groups (reduced to gcd(groups, channels) where needed).
+        time_embed_dim, time_scale, log_time, num_classes: as in :class:`MLP`.
+    """
+
+    channels: int = 32
+    channel_mults: Sequence[int] = (1, 2)
+    num_res_blocks: int = 1
+    groups: int = 8
+    time_embed_dim: int = 128
+    time_scale: float = 1000.0
+    log_time: bool = False
+    num_classes: Optional[int] = None
+
+    @nn.compact
+    def __call__(self, x, t, label=None):
+        if x.ndim != 4:
+            raise ValueError(f"UNet expects NHWC images of shape (batch, H, W, C), got {x.shape}")
+        if not self.channel_mults:
+            raise ValueError("channel_mults must have at least one entry")
+        factor = 2 ** (len(self.channel_mults) - 1)
+        if x.shape[1] % factor or x.shape[2] % factor:
+            raise ValueError(f"image size {x.shape[1:3]} must be divisible by {factor} for channel_mults={self.channel_mults}")
+        batch = x.shape[0]
+        emb = _Conditioning(self.time_embed_dim, self.time_scale, self.log_time, self.num_classes)(t, label, batch)
+        h = nn.Conv(self.channels, (3, 3))(x)
+        skips = [h]
+        for level, mult in enumerate(self.channel_mults):
+            for _ in range(self.num_res_blocks):
+                h = ResBlock(self.channels * mult, self.groups)(h, emb)
+                skips.append(h)
+            if level < len(self.channel_mults) - 1:
+                h = nn.Conv(h.shape[-1], (3, 3), strides=(2, 2))(h)
+                skips.append(h)
+        h = ResBlock(h.shape[-1], self.groups)(h, emb)
+        h = ResBlock(h.shape[-1], self.groups)(h, emb)
+        for level, mult in reversed(list(enumerate(self.channel_mults))):
+            for _ in range(self.num_res_blocks + 1):
+                h = ResBlock(self.channels * mult, self.groups)(jnp.concatenate([h, skips.pop()], axis=-1), emb)
+            if level > 0:
+                b, hh, ww, c = h.shape
+                h = jax.image.resize(h, (b, 2 * hh, 2 * ww, c), method="nearest")
+                h = nn.Conv(c, (3, 3))(h)
+        h = nn.silu(nn.GroupNorm(num_groups=math.gcd(self.groups, h.shape[-1]))(h))
+        return nn.Conv(x.shape[-1], (3, 3))(h).astype(x.dtype)
+
+
+def network_model(module: nn.Module, params, path: AbstractPath, prediction: str) -> Model:
+    """A :class:`~jaxsample.models.Model` calling ``module.apply`` with ``params``.
+
+    Args:
+        module: a Flax linen module called as ``module(x, t, **cond)``.
+        params: the ``'params'`` collection, or a full variables dict containing ``'params'``.
+        path: the path the network was trained on.
+        prediction: what the network predicts (``'eps', 'x0', 'v', 'velocity', 'score'``).
+
+    The returned model's ``fn`` is ``jax.tree_util.Partial(module.apply, variables)``: the
+    parameters are pytree leaves, so ``jax.grad`` with respect to the model reaches them.
+    """
+    check_prediction(prediction)
+    variables = params if isinstance(params, dict) and "params" in params else {"params": params}
+    return Model(jax.tree_util.Partial(module.apply, variables), path, prediction)
+
+
+class _GuidedFn(eqx.Module):
+    fn: Callable
+    scale: Any
+    null_label: int = eqx.field(static=True)
+
+    def __call__(self, x, t, label=None, **cond):
+        batch = x.shape[0]
+        if label is None:  # nothing to guide towards: the unconditional prediction
+            return self.fn(x, t, label=jnp.full((batch,), self.null_label, jnp.int32), **cond)
+        label = jnp.broadcast_to(jnp.asarray(label, jnp.int32), (batch,))
+        t = jnp.asarray(t)
+        t2 = jnp.concatenate([t, t]) if t.ndim == 1 else t
+        x2 = jnp.concatenate([x, x], axis=0)
+        label2 = jnp.concatenate([label, jnp.full((batch,), self.null_label, jnp.int32)])
+        cond2 = jax.tree_util.tree_map(lambda c: jnp.concatenate([c, c], axis=0), cond)
+        out = self.fn(x2, t2, label=label2, **cond2)
+        out_cond, out_uncond = out[:batch], out[batch:]
+        return out_uncond + self.scale * (out_cond - out_uncond)
+
+
+def guided(model: Model, scale, null_label: int) -> Model:
+    """Classifier-free guidance (Ho & Salimans 2022) as a model wrapper.
+
+    The guided model predicts ``uncond + scale * (cond - uncond)`` in the model's own
+    prediction space, where ``cond = model(x, t, label=label)`` and
+    ``uncond = model(x, t, label=null_label)``; both are evaluated in one batched call.
+    ``scale = 1`` is the conditional model, ``scale = 0`` the unconditional one (the
+    "w" of Ho & Salimans is ``scale - 1``). Because every conversion between eps, x0, v,
+    velocity and score is affine in the prediction at fixed (x, t), and the weights
+    ``(1 - scale, scale)`` sum to one, guiding in any prediction space gives the same result:
+    guided eps, x0, v, velocity and score are all consistent.
+
+    Args:
+        model: a class-conditional model whose ``fn`` takes ``label=``.
+        scale: guidance scale (a float or a traced scalar).
+        null_label: the null-class index (``num_classes`` for the networks here).
+    """
+    if not isinstance(model, Model):
+        raise ValueError(f"model must be a jaxsample Model, got {type(model).__name__}")
+    return Model(_GuidedFn(model.fn, scale, int(null_label)), model.path, model.prediction)
