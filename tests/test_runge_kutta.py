@@ -78,3 +78,28 @@ def test_butcher_tableau_validation():
         solvers.ExplicitRungeKutta(solvers.ButcherTableau(((), (0.4,)), (0.5, 0.5), (0.0, 0.5)), 2)
     with pytest.raises(ValueError, match="explicit"):
         solvers.ExplicitRungeKutta(solvers.ButcherTableau(((0.0,), (1.0,)), (0.5, 0.5), (0.0, 1.0)), 2)
+
+
+@pytest.mark.parametrize("name", list(RK))
+def test_edm_space_equals_t_space_on_the_edm_path(gmm8, name, x64):
+    """On the EDM path (alpha = 1, sigma = t) the two forms of the ODE are the same."""
+    model = gmm8.model(js.EDM(), "x0")
+    ts = js.edm(model.path, 7)
+    noise = js.initial_noise(jax.random.key(6), (4, 8), jnp.float64)
+    np.testing.assert_allclose(js.sample(model, RK[name]("edm"), ts, noise),
+                               js.sample(model, RK[name]("t"), ts, noise), rtol=1e-10, atol=1e-10)
+
+
+def test_edm_space_converges_on_vp(gmm8, x64):
+    """Heun in EDM's variables on a VP path approaches the reference at second order (8..128 steps)."""
+    model = gmm8.model(js.VPLinear(), "eps")
+    noise = js.initial_noise(jax.random.key(7), (8, 8), jnp.float64)
+    ref = js.reference_sample(model, noise, rtol=1e-10, atol=1e-10)
+    steps = [16, 32, 64, 128]
+    errors = [float(js.rmse(js.sample(model, solvers.heun("edm"), js.edm(model.path, n), noise), ref)) for n in steps]
+    assert abs(fitted_order(steps, errors) - 2) <= 0.3, errors
+
+
+def test_unknown_space_is_rejected():
+    with pytest.raises(ValueError, match="space must be 't' or 'edm'"):
+        solvers.heun("sigma")

@@ -1,6 +1,13 @@
 """Explicit Runge-Kutta solvers from Butcher tableaux, on the probability-flow ODE.
 
-The ODE is ``dx/dt = model.velocity(x, t)``, in the path's own time variable.
+Two equivalent forms of the ODE, chosen by ``space``:
+
+- ``'t'`` (default): ``dx/dt = model.velocity(x, t)`` in the path's own time. Natural
+  for rectified flow (straight paths) and EDM (where it is EDM's ODE).
+- ``'edm'``: Karras et al. (2022)'s form, ``dy/dr = eps(x, t)`` with ``y = x / alpha``
+  and ``r = sigma / alpha``; this is how EDM and k-diffusion run Heun on VP models,
+  and it avoids the stiffness of VP paths in t near the data end. Needs alpha > 0
+  on the grid (so not t = 1 on rectified flow). On the EDM path both forms agree.
 
 Example:
     >>> import jax
@@ -51,9 +58,12 @@ class ExplicitRungeKutta(AbstractSolver):
     tableau: ButcherTableau = eqx.field(static=True)
     nominal_order: int = eqx.field(static=True)
     name: str = eqx.field(static=True, default="rk")
+    space: str = eqx.field(static=True, default="t")
 
     def __check_init__(self):
         self.tableau.validate()
+        if self.space not in ("t", "edm"):
+            raise ValueError(f"space must be 't' or 'edm', got {self.space!r}")
 
     @property
     def order(self) -> int:
@@ -70,43 +80,55 @@ class ExplicitRungeKutta(AbstractSolver):
         return SimpleState(x)
 
     def step(self, model, ts, i, state, cond, key):
-        x, t = state.x, ts[i]
-        h = ts[i + 1] - t
+        path = model.path
+        t, t_next = ts[i], ts[i + 1]
+        if self.space == "t":
+            y, s0, s1 = state.x, t, t_next
+            to_time = lambda s: s  # noqa: E731
+            to_x = lambda y, tt: y  # noqa: E731
+            field = lambda y, tt: model.velocity(y, tt, **cond)  # noqa: E731
+        else:
+            y, s0, s1 = state.x / path.alpha(t), jnp.exp(-path.lam(t)), jnp.exp(-path.lam(t_next))
+            to_time = lambda r: path.t_from_lam(-jnp.log(r))  # noqa: E731
+            to_x = lambda y, tt: path.alpha(tt) * y  # noqa: E731
+            field = lambda y, tt: model.eps(path.alpha(tt) * y, tt, **cond)  # noqa: E731
+        h = s1 - s0
         a, b, c = self.tableau
         ks = []
         for j in range(self.num_stages):
-            xj = x
+            yj = y
             for coeff, k in zip(a[j], ks):
                 if coeff != 0.0:
-                    xj = xj + (h * coeff) * k
-            ks.append(model.velocity(xj, t + c[j] * h, **cond))
-        dx = sum((h * bj) * k for bj, k in zip(b, ks) if bj != 0.0)
-        return SimpleState(x + dx)
+                    yj = yj + (h * coeff) * k
+            tj = t if c[j] == 0.0 else t_next if c[j] == 1.0 else to_time(s0 + c[j] * h)
+            ks.append(field(yj, tj))
+        y_next = y + sum((h * bj) * k for bj, k in zip(b, ks) if bj != 0.0)
+        return SimpleState(to_x(y_next, t_next))
 
 
-def euler() -> ExplicitRungeKutta:
+def euler(space: str = "t") -> ExplicitRungeKutta:
     """Forward Euler, order 1."""
-    return ExplicitRungeKutta(ButcherTableau(((),), (1.0,), (0.0,)), 1, "euler")
+    return ExplicitRungeKutta(ButcherTableau(((),), (1.0,), (0.0,)), 1, "euler", space)
 
 
-def heun() -> ExplicitRungeKutta:
+def heun(space: str = "t") -> ExplicitRungeKutta:
     """Heun's method (explicit trapezoid), order 2."""
-    return ExplicitRungeKutta(ButcherTableau(((), (1.0,)), (0.5, 0.5), (0.0, 1.0)), 2, "heun")
+    return ExplicitRungeKutta(ButcherTableau(((), (1.0,)), (0.5, 0.5), (0.0, 1.0)), 2, "heun", space)
 
 
-def midpoint() -> ExplicitRungeKutta:
+def midpoint(space: str = "t") -> ExplicitRungeKutta:
     """Explicit midpoint, order 2."""
-    return ExplicitRungeKutta(ButcherTableau(((), (0.5,)), (0.0, 1.0), (0.0, 0.5)), 2, "midpoint")
+    return ExplicitRungeKutta(ButcherTableau(((), (0.5,)), (0.0, 1.0), (0.0, 0.5)), 2, "midpoint", space)
 
 
-def kutta3() -> ExplicitRungeKutta:
+def kutta3(space: str = "t") -> ExplicitRungeKutta:
     """Kutta's third-order method."""
     return ExplicitRungeKutta(
-        ButcherTableau(((), (0.5,), (-1.0, 2.0)), (1 / 6, 2 / 3, 1 / 6), (0.0, 0.5, 1.0)), 3, "kutta3")
+        ButcherTableau(((), (0.5,), (-1.0, 2.0)), (1 / 6, 2 / 3, 1 / 6), (0.0, 0.5, 1.0)), 3, "kutta3", space)
 
 
-def rk4() -> ExplicitRungeKutta:
+def rk4(space: str = "t") -> ExplicitRungeKutta:
     """The classical fourth-order Runge-Kutta method."""
     return ExplicitRungeKutta(
         ButcherTableau(((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)), (1 / 6, 1 / 3, 1 / 3, 1 / 6),
-                       (0.0, 0.5, 0.5, 1.0)), 4, "rk4")
+                       (0.0, 0.5, 0.5, 1.0)), 4, "rk4", space)
