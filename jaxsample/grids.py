@@ -8,7 +8,7 @@ Example:
     >>> from jaxsample import grids, paths
     >>> ts = grids.edm(paths.EDM(), 4)
     >>> [round(float(t), 3) for t in ts]
-    [80.0, 9.723, 0.567, 0.024, 0.002]
+    [80.0, 17.528, 2.515, 0.17, 0.002]
 """
 
 from __future__ import annotations
