@@ -1,0 +1,134 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxsample import models, nets, paths
+
+
+def test_sinusoidal_embedding_values():
+    t = jnp.array([0.0, 2.0])
+    emb = nets.sinusoidal_embedding(t, 4, max_period=100.0)
+    # freqs = 100^(-k/2), k = 0, 1 -> [1, 0.1]
+    expected = np.array([[1, 1, 0, 0], [np.cos(2.0), np.cos(0.2), np.sin(2.0), np.sin(0.2)]])
+    np.testing.assert_allclose(emb, expected, atol=1e-6)
+    assert nets.sinusoidal_embedding(t, 5).shape == (2, 5)
+
+
+@pytest.mark.parametrize("num_classes", [None, 3])
+def test_mlp_shapes_and_scalar_t_broadcast(num_classes):
+    net = nets.MLP(features=(16, 16), time_embed_dim=8, num_classes=num_classes)
+    x = jax.random.normal(jax.random.key(0), (5, 3))
+    label = jnp.array([0, 1, 2, 3, 0]) if num_classes else None
+    params = jax.jit(net.init)(jax.random.key(1), x, 0.3, label=label)["params"]
+    out_scalar = jax.jit(net.apply)({"params": params}, x, 0.3, label=label)
+    out_vec = jax.jit(net.apply)({"params": params}, x, jnp.full((5,), 0.3), label=label)
+    assert out_scalar.shape == x.shape
+    np.testing.assert_allclose(out_scalar, out_vec, atol=0)
+    # Each example depends only on its own row (no cross-batch mixing).
+    single = jax.jit(net.apply)({"params": params}, x[2:3], 0.3, label=None if label is None else label[2:3])
+    np.testing.assert_allclose(single[0], out_scalar[2], atol=1e-6)
+    with pytest.raises(ValueError, match="t must be a scalar or have shape"):
+        jax.jit(net.apply)({"params": params}, x, jnp.zeros(4), label=label)
+
+
+def test_mlp_rejects_label_without_classes():
+    net = nets.MLP(features=(8,))
+    x = jnp.zeros((2, 2))
+    params = jax.jit(net.init)(jax.random.key(0), x, 0.1)["params"]
+    with pytest.raises(ValueError, match="num_classes"):
+        jax.jit(net.apply)({"params": params}, x, 0.1, label=jnp.array([0, 1]))
+
+
+def test_unet_shapes_labels_time_and_sizes():
+    # One init and two compiled applies (8x8 and 16x16): compilation dominates on CPU.
+    net = nets.UNet(channels=8, channel_mults=(1, 2), num_res_blocks=1, groups=4, time_embed_dim=16, num_classes=10)
+    x = jax.random.normal(jax.random.key(0), (3, 8, 8, 1))
+    labels = jnp.array([1, 2, 3])
+    params = jax.jit(net.init)(jax.random.key(1), x, jnp.full((3,), 0.5), label=labels)["params"]
+    assert params["_Conditioning_0"]["Embed_0"]["embedding"].shape == (11, 16)  # 10 classes + null
+    apply = jax.jit(net.apply)
+    xs = jnp.concatenate([x, x, x, x[:1]])
+    ls = jnp.concatenate([labels, jnp.array([4, 5, 6]), labels, labels[:1]])
+    ts = jnp.array([0.5] * 6 + [0.9] * 3 + [0.5])
+    out = apply({"params": params}, xs, ts, label=ls)
+    assert out.shape == xs.shape and out.dtype == xs.dtype
+    base, other_label, other_time = out[:3], out[3:6], out[6:9]
+    assert float(jnp.max(jnp.abs(other_label - base))) > 1e-4  # the label matters
+    assert float(jnp.max(jnp.abs(other_time - base))) > 1e-4  # the time matters
+    np.testing.assert_allclose(out[9], base[0], atol=1e-5)  # no mixing across the batch
+    x16 = jax.random.normal(jax.random.key(2), (2, 16, 16, 1))
+    out16 = apply({"params": params}, x16, jnp.full((2,), 0.5), label=labels[:2])
+    assert out16.shape == (2, 16, 16, 1) and bool(jnp.all(jnp.isfinite(out16)))
+
+
+def test_label_none_is_null_class():
+    net = nets.MLP(features=(8,), time_embed_dim=8, num_classes=10)
+    x = jax.random.normal(jax.random.key(0), (3, 2))
+    params = jax.jit(net.init)(jax.random.key(1), x, 0.5, label=jnp.array([1, 2, 3]))["params"]
+    null = net.apply({"params": params}, x, 0.5, label=jnp.full((3,), 10))
+    np.testing.assert_allclose(net.apply({"params": params}, x, 0.5), null, atol=0)
+
+
+def test_unet_bad_size():
+    net = nets.UNet(channels=8, channel_mults=(1, 2, 2), groups=4)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        jax.jit(net.init)(jax.random.key(0), jnp.zeros((1, 6, 6, 1)), 0.5)
+
+
+def test_network_model_params_are_leaves_and_grad_reaches_them():
+    net = nets.MLP(features=(8,), time_embed_dim=4)
+    x = jnp.ones((2, 2))
+    params = jax.jit(net.init)(jax.random.key(0), x, 0.5)["params"]
+    model = nets.network_model(net, params, paths.VPCosine(), "eps")
+    assert isinstance(model, models.Model)
+    n_leaves = len(jax.tree_util.tree_leaves(params))
+    assert len(jax.tree_util.tree_leaves(model)) == n_leaves
+    np.testing.assert_allclose(model(x, 0.5), jax.jit(net.apply)({"params": params}, x, 0.5), atol=0)
+
+    def f(m):
+        return jnp.sum(m.x0(x, 0.5) ** 2)
+
+    g = jax.grad(f)(model)
+    gnorm = sum(float(jnp.sum(a**2)) for a in jax.tree_util.tree_leaves(g))
+    assert gnorm > 0
+    # jit over the model works and matches
+    np.testing.assert_allclose(jax.jit(lambda m: m.velocity(x, 0.5))(model), model.velocity(x, 0.5), atol=1e-6)
+
+
+def _class_model(prediction):
+    net = nets.MLP(features=(16,), time_embed_dim=8, num_classes=4)
+    x = jax.random.normal(jax.random.key(3), (6, 2))
+    params = jax.jit(net.init)(jax.random.key(4), x, 0.5, label=jnp.zeros(6, jnp.int32))["params"]
+    return nets.network_model(net, params, paths.VPCosine(), prediction), x
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "velocity"])
+def test_guided_formula_and_consistency_across_spaces(prediction):
+    model, x = _class_model(prediction)
+    label = jnp.array([0, 1, 2, 3, 0, 1])
+    t = jnp.linspace(0.2, 0.8, 6)
+    w = 2.5
+    g = nets.guided(model, w, null_label=4)
+    cond = model(x, t, label=label)
+    uncond = model(x, t, label=jnp.full((6,), 4))
+    np.testing.assert_allclose(g(x, t, label=label), uncond + w * (cond - uncond), rtol=1e-5, atol=1e-5)
+    # scale 1 is the conditional model, scale 0 the unconditional one
+    np.testing.assert_allclose(nets.guided(model, 1.0, 4)(x, t, label=label), cond, atol=1e-5)
+    np.testing.assert_allclose(nets.guided(model, 0.0, 4)(x, t, label=label), uncond, atol=1e-5)
+    # Guidance commutes with conversions: guided eps == eps-space combination of cond/uncond eps.
+    for target in ("eps", "x0", "v", "velocity"):
+        c = model.predict(target, x, t, label=label)
+        u = model.predict(target, x, t, label=jnp.full((6,), 4))
+        np.testing.assert_allclose(g.predict(target, x, t, label=label), u + w * (c - u), rtol=1e-4, atol=1e-4)
+
+
+def test_guided_scalar_t_and_jit():
+    model, x = _class_model("eps")
+    label = jnp.array([0, 1, 2, 3, 0, 1])
+    g = nets.guided(model, 3.0, 4)
+    a = jax.jit(lambda m, x: m(x, 0.4, label=label))(g, x)
+    b = g(x, jnp.full((6,), 0.4), label=label)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match="Model"):
+        nets.guided(lambda x, t: x, 1.0, 0)
