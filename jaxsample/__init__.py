@@ -3,7 +3,7 @@
 Layers (see DESIGN.md): paths -> models -> grids -> solvers -> sampling -> distill.
 """
 
-from jaxsample import grids, metrics, models, paths, solvers
+from jaxsample import compare, grids, metrics, models, paths, solvers
 from jaxsample.grids import check_grid, edm, get_grid, logsnr_uniform, power, uniform
 from jaxsample.metrics import mean_log_likelihood, psnr, rmse
 from jaxsample.models import PREDICTIONS, GaussianMixture, Model, convert_prediction, flip_time
@@ -14,7 +14,7 @@ from jaxsample.solvers import AbstractSolver, as_diffrax, euler, heun, kutta3, m
 __version__ = "0.1.0"
 
 __all__ = [
-    "grids", "metrics", "models", "paths", "solvers",
+    "compare", "grids", "metrics", "models", "paths", "solvers",
     "check_grid", "edm", "get_grid", "logsnr_uniform", "power", "uniform",
     "mean_log_likelihood", "psnr", "rmse",
     "PREDICTIONS", "GaussianMixture", "Model", "convert_prediction", "flip_time",

@@ -92,11 +92,12 @@ def get_grid(name: str, path: AbstractPath, num_steps: int, **kwargs):
     return GRIDS[name](path, num_steps, **kwargs)
 
 
-def check_grid(path: AbstractPath, ts, name: str = "ts") -> None:
+def check_grid(path: AbstractPath, ts, name: str = "ts", strict: bool = True) -> None:
     """Raise ValueError unless concrete ``ts`` is a valid sampling grid for ``path``.
 
     Valid: 1-D, at least two times (one step), finite, strictly decreasing, inside
-    the path's range. Traced grids (inside jit) are not checked.
+    the path's range. With ``strict=False``, repeated times are allowed (``ts[0] > ts[-1]``
+    still). Traced grids (inside jit) are not checked.
     """
     try:
         arr = np.asarray(ts)
@@ -107,6 +108,10 @@ def check_grid(path: AbstractPath, ts, name: str = "ts") -> None:
                          f"got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite, got {arr}")
+    if not strict:
+        if np.all(np.diff(arr) <= 0) and arr[0] > arr[-1]:
+            return path.check_times(name, arr)
+        raise ValueError(f"{name} must be non-increasing from high noise to low noise, got {arr}")
     if not np.all(np.diff(arr) < 0):
         raise ValueError(f"{name} must be strictly decreasing (sampling runs from high noise at "
                          f"t_max to low noise at t_min), got {arr}")

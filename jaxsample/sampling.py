@@ -94,7 +94,7 @@ def sample(model: Model, solver: AbstractSolver, ts, noise, *, key=None, cond: O
     cond = {} if cond is None else dict(cond)
     if not isinstance(solver, AbstractSolver):
         raise ValueError(f"solver must be a jaxsample AbstractSolver, got {type(solver).__name__}")
-    check_grid(getattr(model, "path", None) or _raise_model(model), ts)
+    check_grid(getattr(model, "path", None) or _raise_model(model), ts, strict=solver.strict_grid)
     _check_model_and_noise(model, noise, ts, cond)
     if solver.is_stochastic:
         if key is None:

@@ -35,6 +35,8 @@ class AbstractSolver(eqx.Module):
     """
 
     is_stochastic: ClassVar[bool] = False
+    #: Whether ``ts`` must be strictly decreasing (the non-stationary family allows repeated times).
+    strict_grid: ClassVar[bool] = True
 
     @property
     @abc.abstractmethod

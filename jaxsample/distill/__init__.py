@@ -1,0 +1,1 @@
+"""Learned artefacts, each trained by the shared optax loop (:mod:`jaxsample.train`)."""

@@ -1,0 +1,283 @@
+"""Bespoke Non-Stationary solvers (BNS): distil an NS solver for one model and one NFE.
+
+Shaul et al., ICML 2024 (arXiv 2403.01329). A BNS solver is a
+:class:`~jaxsample.solvers.nonstationary.NonStationary` solver whose times, ``a`` and ``b``
+are learned: n times (as logits: t_i is the cumulative sum of their softmax), n values of
+``a`` and the n (n + 1) / 2 lower-triangular entries of ``b``: n (n + 5) / 2 parameters.
+It is trained to match ground-truth ODE solutions from the same noise, by minimising the
+mean over samples of ``log ||x_n - x(t_end)||^2`` (which maximises the mean PSNR), by
+backpropagating through the whole rollout, and is initialised from the exact embedding of
+a classical solver.
+
+Example:
+    >>> import jax
+    >>> import jaxsample as js
+    >>> from jaxsample.distill import bns
+    >>> gmm = js.compare.benchmark_mixture(dim=4, num_components=3)
+    >>> model = gmm.model(js.RectifiedFlow(), "velocity")
+    >>> train = bns.make_pairs(model, 64, (4,), seed=0)
+    >>> val = bns.make_pairs(model, 64, (4,), seed=1)
+    >>> init = bns.BespokeNonStationary.from_solver(js.euler(), model.path, js.uniform(model.path, 4))
+    >>> solver, log = bns.distill(model, train, val, init, num_steps=40, eval_every=20,
+    ...                           batch_size=32, learning_rate=1e-2, progress=False)
+    >>> log["best_val_psnr_db"] > log["init_val_psnr_db"]
+    True
+    >>> x = js.sample(model, solver, solver.times, val["noise"])   # used like any other solver
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Mapping, Optional
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsample.models import Model, check_prediction
+from jaxsample.paths import AbstractPath
+from jaxsample.sampling import initial_noise, reference_sample, sample
+from jaxsample.solvers._base import AbstractSolver
+from jaxsample.solvers.nonstationary import NonStationary, embed
+
+__all__ = ["BespokeNonStationary", "make_pairs", "distill", "bns_loss", "evaluate_psnr"]
+
+_MIN_INCREMENT = 1e-6
+
+
+class BespokeNonStationary(AbstractSolver):
+    """A learned NS solver: ``time_logits`` (n,), ``a`` (n,), ``b`` (n, n) (lower triangle used).
+
+    The times run from ``t_start`` to ``t_end``: ``t_0 = t_start`` and
+    ``t_{i+1} = t_start + (t_end - t_start) * sum_{k <= i} softmax(time_logits)_k``, so
+    ``t_n = t_end`` and the times are strictly monotone. Sample with
+    ``sample(model, solver, solver.times, noise)``.
+    """
+
+    time_logits: jax.Array
+    a: jax.Array
+    b: jax.Array
+    t_start: float = eqx.field(static=True)
+    t_end: float = eqx.field(static=True)
+    field: str = eqx.field(static=True, default="velocity")
+
+    strict_grid = False
+
+    def __check_init__(self):
+        check_prediction(self.field, "field")
+        if not self.t_start > self.t_end:
+            raise ValueError(f"t_start must be greater than t_end, got {self.t_start} and {self.t_end}")
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def from_ns(cls, ns: NonStationary, t_start=None, t_end=None) -> "BespokeNonStationary":
+        """Parameters that reproduce an NS solver (its times must be non-increasing)."""
+        times = np.asarray(ns.times, np.float64)
+        t_start = float(times[0]) if t_start is None else float(t_start)
+        t_end = float(times[-1]) if t_end is None else float(t_end)
+        frac = np.diff((times - t_start) / (t_end - t_start))
+        if np.any(frac < -1e-9):
+            raise ValueError("the NS solver's times must run monotonically from t_start to t_end")
+        logits = np.log(np.maximum(frac, _MIN_INCREMENT))
+        dtype = ns.a.dtype
+        return cls(jnp.asarray(logits, dtype), ns.a, jnp.tril(ns.b), t_start, t_end, ns.field)
+
+    @classmethod
+    def from_solver(cls, solver: AbstractSolver, path: AbstractPath, ts, field: str = "velocity"):
+        """Initialise from the exact embedding of a classical solver on grid ``ts``."""
+        return cls.from_ns(embed(solver, path, ts, field=field))
+
+    # -- the solver ---------------------------------------------------------------------
+    @property
+    def num_steps(self) -> int:
+        return self.a.shape[0]
+
+    @property
+    def num_parameters(self) -> int:
+        n = self.num_steps
+        return n * (n + 5) // 2
+
+    @property
+    def times(self):
+        frac = jnp.cumsum(jax.nn.softmax(self.time_logits))
+        ts = self.t_start + (self.t_end - self.t_start) * jnp.concatenate([jnp.zeros(1, frac.dtype), frac])
+        return ts.at[-1].set(self.t_end)
+
+    def as_ns(self) -> NonStationary:
+        return NonStationary(self.times, self.a, jnp.tril(self.b), self.field)
+
+    @property
+    def order(self) -> int:
+        return 1
+
+    def nfe(self, num_steps: int) -> int:
+        return num_steps
+
+    def init(self, model, ts, x, cond):
+        return self.as_ns().init(model, ts, x, cond)
+
+    def step(self, model, ts, i, state, cond, key):
+        return self.as_ns().step(model, ts, i, state, cond, key)
+
+    # -- persistence --------------------------------------------------------------------
+    def params(self) -> dict:
+        return {"time_logits": self.time_logits, "a": self.a, "b": self.b}
+
+    def with_params(self, params: Mapping) -> "BespokeNonStationary":
+        return eqx.tree_at(lambda s: (s.time_logits, s.a, s.b), self,
+                           (params["time_logits"], params["a"], params["b"]))
+
+    def save(self, filename: str, **metadata) -> None:
+        """Write the solver to a small ``.npz`` file (arrays plus JSON metadata)."""
+        meta = {"t_start": self.t_start, "t_end": self.t_end, "field": self.field, **metadata}
+        with open(filename, "wb") as f:
+            np.savez(f, time_logits=np.asarray(self.time_logits), a=np.asarray(self.a), b=np.asarray(self.b),
+                     meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+
+    @classmethod
+    def load(cls, filename: str) -> "BespokeNonStationary":
+        if not os.path.exists(filename):
+            raise ValueError(f"filename {filename!r} does not exist")
+        with np.load(filename) as z:
+            meta = json.loads(z["meta"].tobytes().decode())
+            return cls(jnp.asarray(z["time_logits"]), jnp.asarray(z["a"]), jnp.asarray(z["b"]),
+                       float(meta["t_start"]), float(meta["t_end"]), meta["field"])
+
+    @staticmethod
+    def metadata(filename: str) -> dict:
+        with np.load(filename) as z:
+            return json.loads(z["meta"].tobytes().decode())
+
+
+def make_pairs(model: Model, num: int, sample_shape, *, seed: int, t_start=None, t_end=None,
+               cond: Optional[Mapping] = None, batch_size: int = 1024, **reference_kwargs) -> dict:
+    """Training or validation pairs: ``noise`` and the ``target`` ODE solution from it.
+
+    Noise is drawn per sample (:func:`~jaxsample.sampling.initial_noise`); the target is
+    :func:`~jaxsample.sampling.reference_sample` from ``t_start`` to ``t_end``. ``cond``
+    holds per-sample arrays (e.g. labels) that are passed to the model and kept in the pairs.
+    """
+    if not isinstance(num, int) or num < 1:
+        raise ValueError(f"num must be a positive integer, got {num!r}")
+    noise = initial_noise(jax.random.key(seed), (num, *sample_shape))
+    cond = {} if cond is None else {k: jnp.asarray(v) for k, v in cond.items()}
+    targets = []
+    for lo in range(0, num, batch_size):
+        c = {k: v[lo:lo + batch_size] for k, v in cond.items()}
+        targets.append(reference_sample(model, noise[lo:lo + batch_size], t_start=t_start, t_end=t_end,
+                                        cond=c, **reference_kwargs))
+    return {"noise": noise, "target": jnp.concatenate(targets), **cond}
+
+
+def _split(batch):
+    cond = {k: v for k, v in batch.items() if k not in ("noise", "target")}
+    return batch["noise"], batch["target"], cond
+
+
+def _per_sample_mse(x, target):
+    return jnp.mean(((x - target) ** 2).reshape(x.shape[0], -1), axis=1)
+
+
+def bns_loss(model: Model, solver: BespokeNonStationary, batch, data_range: float = 2.0):
+    """Mean over samples of log MSE to the target (BNS's PSNR loss), and the batch PSNR."""
+    noise, target, cond = _split(batch)
+    x = sample(model, solver, solver.times, noise, cond=cond, checkpoint=True, check_finite=False)
+    mse = _per_sample_mse(x, target)
+    loss = jnp.mean(jnp.log(mse + 1e-20))
+    psnr = jnp.mean(10 * jnp.log10(data_range**2 / (mse + 1e-20)))
+    return loss, {"psnr_db": psnr}
+
+
+def evaluate_psnr(model: Model, solver: AbstractSolver, pairs: Mapping, ts=None, *, batch_size: int = 512,
+                  data_range: float = 2.0) -> float:
+    """Mean PSNR (dB) of ``solver``'s samples against the pairs' targets, in batches."""
+    ts = solver.times if ts is None else ts
+    total, count = 0.0, 0
+    n = pairs["noise"].shape[0]
+    for lo in range(0, n, batch_size):
+        noise, target, cond = _split({k: v[lo:lo + batch_size] for k, v in pairs.items()})
+        x = sample(model, solver, ts, noise, cond=cond)
+        mse = _per_sample_mse(x, target)
+        total += float(jnp.sum(10 * jnp.log10(data_range**2 / (mse + 1e-20))))
+        count += noise.shape[0]
+    return total / count
+
+
+def distill(model: Model, train_pairs: Mapping, val_pairs: Mapping, init: BespokeNonStationary, *,
+            num_steps: int = 2000, batch_size: int = 64, learning_rate: float = 5e-3,
+            eval_every: int = 100, seed: int = 0, workdir: Optional[str] = None, data_range: float = 2.0,
+            progress: bool = True, mesh=None):
+    """Distil a BNS solver with Adam (cosine decay) through the shared training loop.
+
+    Every ``eval_every`` steps the solver is scored on ``val_pairs``; the best iterate on
+    validation is returned (BNS reports the best validation iterate). With a ``workdir``,
+    the run checkpoints with orbax at each evaluation and resumes exactly where it stopped;
+    the validation log is ``workdir/validation.jsonl``.
+
+    Returns:
+        ``(solver, log)``: the best solver, and a dict with the initial and best validation
+        PSNR, the validation history, the best step and the wall time.
+    """
+    from tqdm.auto import tqdm
+
+    from jaxsample import train as trainlib
+    from jaxsample.data import ArrayBatcher
+
+    if not isinstance(init, BespokeNonStationary):
+        raise ValueError(f"init must be a BespokeNonStationary, got {type(init).__name__}")
+    for name, value in [("num_steps", num_steps), ("batch_size", batch_size), ("eval_every", eval_every)]:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    for name, pairs in [("train_pairs", train_pairs), ("val_pairs", val_pairs)]:
+        if "noise" not in pairs or "target" not in pairs:
+            raise ValueError(f"{name} must hold 'noise' and 'target' arrays (see make_pairs)")
+    t0 = time.perf_counter()
+    tx = trainlib.make_optimizer(learning_rate, decay_steps=num_steps)
+    state = trainlib.TrainState.create(init.params(), tx, seed=seed, ema_decay=0.0,
+                                       config={"method": "bns", "nfe": init.num_steps})
+    batcher = ArrayBatcher({k: np.asarray(v) for k, v in train_pairs.items()}, batch_size, seed=seed)
+
+    def loss_fn(params, batch, key):
+        return bns_loss(model, init.with_params(params), batch, data_range)
+
+    val_file = None if workdir is None else os.path.join(workdir, "validation.jsonl")
+    val_log = []
+    if val_file is not None and os.path.exists(val_file):
+        with open(val_file) as f:
+            val_log = [json.loads(line) for line in f if line.strip()]
+    init_psnr = evaluate_psnr(model, init, val_pairs, data_range=data_range)
+    if not val_log:
+        val_log = [{"step": 0, "val_psnr_db": init_psnr}]
+    best_step, best_params = 0, init.params()  # the best iterate held in memory
+
+    bar = tqdm(total=num_steps, disable=not progress, desc=f"BNS n={init.num_steps}", dynamic_ncols=True)
+    targets = list(range(eval_every, num_steps, eval_every)) + [num_steps]
+    for k, target in enumerate(targets):
+        state, _ = trainlib.fit(state, loss_fn, batcher, num_steps=target, workdir=workdir,
+                                checkpoint_every=eval_every if workdir else None, max_to_keep=None,
+                                progress=False, restore=k == 0, mesh=mesh, log_every=eval_every)
+        step = int(state.step)
+        bar.update(step - bar.n)
+        if any(r["step"] == step for r in val_log):
+            continue  # evaluated before an interruption
+        val = evaluate_psnr(model, init.with_params(state.params), val_pairs, data_range=data_range)
+        if val > max(r["val_psnr_db"] for r in val_log):
+            best_step, best_params = step, state.params
+        val_log.append({"step": step, "val_psnr_db": val})
+        if val_file is not None:
+            with open(val_file, "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in val_log)
+        bar.set_postfix(val_psnr=f"{val:.2f} dB", best=f"{max(r['val_psnr_db'] for r in val_log):.2f} dB")
+    bar.close()
+    best = max(val_log, key=lambda r: r["val_psnr_db"])
+    if best["step"] != best_step:  # the best iterate came before an interruption: read it back
+        best_params = trainlib.restore_checkpoint(os.path.join(workdir, "checkpoints"), state,
+                                                  step=best["step"]).params
+    solver = init.with_params(jax.tree_util.tree_map(jnp.asarray, best_params))
+    log = {"init_val_psnr_db": init_psnr, "best_val_psnr_db": best["val_psnr_db"], "best_step": best["step"],
+           "validation": val_log, "seconds": time.perf_counter() - t0, "num_parameters": init.num_parameters}
+    return solver, log

@@ -1,0 +1,179 @@
+"""Non-stationary (NS) solvers and the exact embedding of classical solvers into them.
+
+Shaul et al., "Bespoke Non-Stationary Solvers for Fast Sampling of Diffusion and Flow
+Models" (ICML 2024, arXiv 2403.01329). With ``f_j`` the model's output (by default the
+velocity ``u_j = dx/dt``) at state ``x_j`` and time ``t_j``, an NS solver with ``n``
+model evaluations is
+
+    x_{i+1} = a_i x_0 + sum_{j <= i} b_{ij} f_j,      i = 0, ..., n - 1,
+
+with its own times ``t_0 >= t_1 >= ... >= t_n``. Every *linear* solver (Runge-Kutta,
+Adams-Bashforth, DDIM, DPM-Solver++, ...) is an NS solver: each of its states is a fixed
+linear combination of ``x_0`` and the model outputs so far. :func:`embed` computes those
+coefficients exactly for any deterministic linear jaxsample solver, by differentiating its
+own code with a scripted model (the map is linear, so the Jacobian is the coefficient table).
+
+Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import jaxsample as js
+    >>> from jaxsample.solvers import nonstationary as ns
+    >>> gmm = js.GaussianMixture.random(jax.random.key(0), dim=3, num_components=2)
+    >>> model = gmm.model(js.RectifiedFlow(), "velocity")
+    >>> ts = js.uniform(model.path, 4)
+    >>> solver = ns.embed(js.midpoint(), model.path, ts)       # 8 evaluations
+    >>> noise = js.initial_noise(jax.random.key(1), (5, 3))
+    >>> x = js.sample(model, solver, solver.times, noise)
+    >>> bool(jnp.allclose(x, js.sample(model, js.midpoint(), ts, noise), atol=1e-5))
+    True
+    >>> solver.num_parameters                                    # n (n + 5) / 2 for n = 8
+    52
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsample.models import Model, check_prediction, expand_to
+from jaxsample.paths import AbstractPath
+from jaxsample.solvers._base import AbstractSolver
+
+__all__ = ["NonStationary", "NSState", "embed"]
+
+
+class NSState(NamedTuple):
+    x: jax.Array
+    x_init: jax.Array
+    outputs: jax.Array  # (n, *x.shape): the model outputs f_0 .. f_{n-1} so far (zeros after)
+
+
+class NonStationary(AbstractSolver):
+    """An NS solver: ``x_{i+1} = a_i x_0 + sum_{j <= i} b_ij f_j``, one model call per step.
+
+    Args:
+        times: (n + 1,) evaluation times t_0 .. t_{n-1} and the final time t_n; non-increasing
+            (repeated times are allowed: RK4's two mid-step stages share one).
+        a: (n,) coefficients of x_0.
+        b: (n, n) coefficients of the outputs; only the lower triangle (j <= i) is used.
+        field: the model output the coefficients multiply: 'velocity' (the BNS paper's choice),
+            'x0' or 'eps'.
+
+    Sample with ``sample(model, solver, solver.times, noise)``.
+    """
+
+    times: jax.Array
+    a: jax.Array
+    b: jax.Array
+    field: str = eqx.field(static=True, default="velocity")
+
+    strict_grid = False
+
+    def __check_init__(self):
+        check_prediction(self.field, "field")
+        n = self.a.shape[0] if hasattr(self.a, "shape") else None
+        if n is not None and (self.b.shape != (n, n) or self.times.shape != (n + 1,)):
+            raise ValueError(f"an NS solver with n = {n} steps needs times of shape ({n + 1},), a of shape "
+                             f"({n},) and b of shape ({n}, {n}); got {self.times.shape}, {self.a.shape}, "
+                             f"{self.b.shape}")
+
+    @property
+    def num_steps(self) -> int:
+        return self.a.shape[0]
+
+    @property
+    def num_parameters(self) -> int:
+        """Free parameters as counted by BNS: n times, n of a, n (n + 1) / 2 of b."""
+        n = self.num_steps
+        return n * (n + 5) // 2
+
+    @property
+    def order(self) -> int:
+        return 1  # no fixed order: depends on the coefficients
+
+    def nfe(self, num_steps: int) -> int:
+        return num_steps
+
+    def init(self, model, ts, x, cond):
+        if ts.shape[0] != self.num_steps + 1:
+            raise ValueError(f"ts must have {self.num_steps + 1} times for this NS solver, got {ts.shape[0]}")
+        return NSState(x, x, jnp.zeros((self.num_steps,) + x.shape, x.dtype))
+
+    def step(self, model, ts, i, state, cond, key):
+        f = model.predict(self.field, state.x, ts[i], **cond)
+        outputs = state.outputs.at[i].set(f)
+        row = jnp.where(jnp.arange(self.num_steps) <= i, self.b[i], 0.0).astype(f.dtype)
+        x_next = self.a[i].astype(f.dtype) * state.x_init + jnp.tensordot(row, outputs, axes=1)
+        return NSState(x_next, state.x_init, outputs)
+
+
+def embed(solver: AbstractSolver, path: AbstractPath, ts, *, field: str = "velocity",
+          dtype=jnp.float32) -> NonStationary:
+    """The NS solver that reproduces a deterministic linear ``solver`` on grid ``ts`` exactly.
+
+    Works for any jaxsample solver whose update is linear in the current state and the
+    model's outputs (all the Runge-Kutta, multistep and exponential integrators; the
+    coefficients may depend on the times in any way). The coefficients are computed in
+    float64 by differentiating the solver's own ``init``/``step`` code against a scripted
+    model, then cast to ``dtype``.
+
+    Args:
+        solver: the solver to embed (not stochastic).
+        path: the path of the models it will run on (conversions between predictions depend on it).
+        ts: the solver's grid.
+        field: the model output the NS coefficients multiply ('velocity', 'x0' or 'eps').
+
+    Raises:
+        ValueError: if the solver is stochastic, or turns out not to be linear and causal.
+    """
+    check_prediction(field, "field")
+    if solver.is_stochastic:
+        raise ValueError(f"solver must be deterministic to embed, got {type(solver).__name__}")
+    with jax.enable_x64(True):
+        ts64 = jnp.asarray(np.asarray(ts, np.float64))
+        num_steps = ts64.shape[0] - 1
+        n = solver.nfe(num_steps)
+
+        def run(x_init, outputs):
+            calls = []
+
+            def scripted(x, t):
+                k = len(calls)
+                calls.append((x.reshape(()), t))
+                return jnp.broadcast_to(outputs[min(k, n - 1)], x.shape)
+
+            model = Model(scripted, path, field)
+            state = solver.init(model, ts64, x_init.reshape(1, 1), {})
+            for i in range(num_steps):
+                state = solver.step(model, ts64, i, state, {}, None)
+            if len(calls) != n:
+                raise ValueError(f"{type(solver).__name__} made {len(calls)} model calls on {num_steps} steps, "
+                                 f"but declares nfe = {n}: cannot embed it")
+            states = jnp.stack([c[0] for c in calls] + [state.x.reshape(())])
+            return states, [c[1] for c in calls]
+
+        x_init = jnp.float64(0.0)
+        outputs = jnp.zeros(n, jnp.float64)
+        _, times = run(x_init, outputs)
+        times = np.array([float(t) for t in times] + [float(ts64[-1])])
+        d_init, d_out = jax.jacobian(lambda x, o: run(x, o)[0], argnums=(0, 1))(x_init, outputs)
+        a, b = np.asarray(d_init), np.asarray(d_out)
+        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+            raise ValueError(f"embedding {type(solver).__name__} with field={field!r} gives non-finite "
+                             f"coefficients: converting the {field!r} output divides by alpha or sigma = 0 "
+                             f"somewhere on the grid; use field='velocity' there")
+        if not (np.isclose(a[0], 1.0, rtol=0, atol=1e-12) and np.all(b[0] == 0)):
+            raise ValueError(f"{type(solver).__name__} does not evaluate the model first at the initial state")
+        a, b = a[1:], b[1:]
+        # Linearity: the states at random inputs equal the linear map applied to them.
+        probe_x, probe_o = np.float64(0.37), np.linspace(-1.0, 1.3, n)
+        states, _ = run(jnp.float64(probe_x), jnp.asarray(probe_o))
+        if not np.allclose(np.asarray(states)[1:], a * probe_x + b @ probe_o, rtol=1e-9, atol=1e-9):
+            raise ValueError(f"{type(solver).__name__} is not linear in the state and model outputs")
+        if np.any(np.abs(np.triu(b, 1)) > 1e-12):
+            raise ValueError(f"{type(solver).__name__} is not causal: a state depends on a later output")
+        b = np.tril(b)
+    return NonStationary(jnp.asarray(times, dtype), jnp.asarray(a, dtype), jnp.asarray(b, dtype), field)

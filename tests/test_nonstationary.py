@@ -1,0 +1,89 @@
+"""Non-stationary solvers: exact embedding of classical solvers, parameter counts, gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxsample as js
+from jaxsample.solvers import nonstationary as ns
+
+RK = ["euler", "heun", "midpoint", "kutta3", "rk4"]
+
+
+@pytest.fixture(scope="module")
+def gmm():
+    return js.GaussianMixture.random(jax.random.key(0), dim=6, num_components=3)
+
+
+@pytest.mark.parametrize("name", RK)
+@pytest.mark.parametrize("field", ["velocity", "x0", "eps"])
+@pytest.mark.parametrize("space", ["t", "edm"])
+def test_embedding_reproduces_runge_kutta_on_vp(gmm, name, field, space, x64):
+    """Exact in float64 (1e-9). In float32, t-space on VP is stiff and loses ~2e-5 to rounding."""
+    path = js.VPCosine()
+    model = gmm.model(path, "eps")
+    ts = jnp.asarray(js.edm(path, 5, **js.compare.edm_interval(path)), jnp.float64)
+    solver = getattr(js.solvers, name)(space)
+    embedded = ns.embed(solver, path, ts, field=field, dtype=jnp.float64)
+    noise = js.initial_noise(jax.random.key(1), (8, 6), jnp.float64)
+    np.testing.assert_allclose(js.sample(model, embedded, embedded.times, noise),
+                               js.sample(model, solver, ts, noise), atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.parametrize("name", RK)
+def test_embedding_reproduces_runge_kutta_on_flow(gmm, name):
+    path = js.RectifiedFlow()
+    model = gmm.model(path, "velocity")
+    ts = js.uniform(path, 6)
+    solver = getattr(js.solvers, name)()
+    embedded = ns.embed(solver, path, ts)
+    assert embedded.num_steps == solver.nfe(6)
+    noise = js.initial_noise(jax.random.key(2), (8, 6))
+    np.testing.assert_allclose(js.sample(model, embedded, embedded.times, noise),
+                               js.sample(model, solver, ts, noise), atol=1e-5, rtol=1e-5)
+
+
+def test_euler_embedding_is_the_textbook_one(x64):
+    """Euler: a_i = 1, b_ij = h_j for j <= i (ALGORITHMS.md section 5)."""
+    path = js.RectifiedFlow()
+    ts = np.array([1.0, 0.7, 0.3, 0.0])
+    e = ns.embed(js.euler(), path, ts, dtype=jnp.float64)
+    h = np.diff(ts)
+    np.testing.assert_allclose(e.a, np.ones(3), atol=1e-12)
+    np.testing.assert_allclose(e.b, np.tril(np.broadcast_to(h, (3, 3))), atol=1e-12)
+    np.testing.assert_allclose(e.times, ts, atol=1e-12)
+
+
+def test_parameter_counts():
+    # n (n + 5) / 2: 18, 52, 168 at NFE 4, 8, 16 (BNS paper, Table 3).
+    path = js.RectifiedFlow()
+    counts = [ns.embed(js.euler(), path, js.uniform(path, n)).num_parameters for n in (4, 8, 16)]
+    assert counts == [18, 52, 168]
+
+
+def test_gradients_through_an_ns_rollout(gmm, x64):
+    path = js.RectifiedFlow()
+    model = gmm.model(path, "velocity")
+    base = ns.embed(js.midpoint(), path, js.uniform(path, 3), dtype=jnp.float64)
+    noise = js.initial_noise(jax.random.key(3), (4, 6), jnp.float64)
+
+    def loss(b):
+        s = ns.NonStationary(base.times, base.a, b, base.field)
+        return jnp.sum(js.sample(model, s, s.times, noise, checkpoint=True) ** 2)
+
+    g = jax.grad(loss)(base.b)
+    e = 1e-6
+    db = jnp.zeros_like(base.b).at[4, 2].set(e)
+    np.testing.assert_allclose(g[4, 2], (loss(base.b + db) - loss(base.b - db)) / (2 * e), rtol=1e-6)
+    assert np.all(np.asarray(g)[np.triu_indices(6, 1)] == 0)  # the upper triangle is unused
+
+
+def test_embedding_errors(gmm):
+    path = js.RectifiedFlow()
+    with pytest.raises(ValueError, match="non-finite coefficients"):
+        ns.embed(js.heun(), path, js.uniform(path, 3), field="eps")
+    with pytest.raises(ValueError, match="field must be one of"):
+        ns.embed(js.euler(), path, js.uniform(path, 3), field="score_fn")
+    with pytest.raises(ValueError, match="needs times of shape"):
+        ns.NonStationary(jnp.zeros(3), jnp.zeros(3), jnp.zeros((3, 3)))
