@@ -37,7 +37,7 @@ def test_train_step_exact_sgd_and_ema():
 
 def _mlp_setup(batch_size=32, seed=0):
     net = nets.MLP(features=(32, 32), time_embed_dim=16)
-    params = jax.jit(net.init)(jax.random.key(seed), jnp.zeros((1, 2)), jnp.zeros((1,)))["params"]
+    params = jax.jit(net.init)(jax.random.key(seed, impl="rbg"), jnp.zeros((1, 2)), jnp.zeros((1,)))["params"]
     loss_fn = objectives.flow_matching_loss(net.apply)
     batch_fn = data.toy_batches("eight_gaussians", batch_size, seed=1)
     state = train.TrainState.create(params, train.make_optimizer(3e-3, warmup_steps=2), seed=seed, ema_decay=0.9)
@@ -137,7 +137,7 @@ def test_training_beats_initialisation_on_held_out_data():
     state, hist = train.fit(state, loss_fn, batch_fn, num_steps=150, progress=False, log_every=50)
     after = float(eval_loss(state.params))
     assert [r["step"] for r in hist] == [50, 100, 150]
-    # measured: floor 1.84, before 2.95, after 2.01 (gap closed by 85%); require 70%
+    # measured: floor 1.84, before 3.16, after 2.03 (gap closed by 86%); require 70%
     assert after - floor < 0.3 * (before - floor), (floor, before, after)
     assert after > floor - 0.05
 
