@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxsample.models import expand_to
+from jaxsample.paths import EDM
 from jaxsample.solvers._base import AbstractSolver, SimpleState, per_sample_normal
 
 __all__ = [
@@ -277,7 +278,10 @@ class EDMStochasticHeun(AbstractSolver):
             num_steps = ts.shape[0] - 1
             gamma_max = min(self.s_churn / num_steps, math.sqrt(2.0) - 1.0)
             gamma = jnp.where((rel >= self.s_min) & (rel <= self.s_max), gamma_max, 0.0).astype(t.dtype)
-            t_hat = jnp.where(gamma > 0, path.t_from_lam(path.lam(t) - jnp.log1p(gamma)), t)
+            if isinstance(path, EDM):  # sigma~ = t: EDM's own arithmetic, no log/exp round trip
+                t_hat = t * (1.0 + gamma)
+            else:
+                t_hat = jnp.where(gamma > 0, path.t_from_lam(path.lam(t) - jnp.log1p(gamma)), t)
             alpha_hat, sigma_hat = path.alpha(t_hat), path.sigma(t_hat)
             # x_hat = alpha_hat * (x~ + sqrt(sigma~_hat^2 - sigma~^2) s_noise z)
             std = jnp.sqrt(jnp.maximum(sigma_hat**2 - (alpha_hat * rel) ** 2, 0.0)) * self.s_noise
