@@ -62,6 +62,7 @@ __all__ = [
     "DEIS",
     "deis",
     "deis_coefficients",
+    "step_orders",
     "effective_order",
 ]
 
