@@ -167,7 +167,8 @@ def make_mesh(num_devices: Optional[int] = None, devices=None):
             raise ValueError(f"num_devices must be in [1, {len(all_devices)}], got {num_devices}")
         devices = all_devices[:num_devices]
     devices = list(devices)
-    return jax.make_mesh((len(devices),), ("data",), devices=devices)
+    # Auto axes: jit's sharding propagation (GSPMD) partitions the step; no sharding-in-types.
+    return jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
 
 
 def shard_batch(batch, mesh):
