@@ -150,3 +150,24 @@ def test_guided_scalar_t_and_jit():
     np.testing.assert_allclose(a, b, atol=1e-5)
     with pytest.raises(ValueError, match="Model"):
         nets.guided(lambda x, t: x, 1.0, 0)
+
+
+def test_guided_model_runs_in_the_sampler_with_labels():
+    from jaxsample import grids, sampling, solvers
+
+    model, _ = _class_model("eps")
+    noise = jax.random.normal(jax.random.key(5), (6, 2))
+    label = jnp.array([0, 1, 2, 3, 0, 1])
+    ts = grids.uniform(model.path, 8)
+    w = 2.0
+
+    def manual(x, t, label):
+        c, u = model(x, t, label=label), model(x, t, label=jnp.full(label.shape, 4))
+        return u + w * (c - u)
+
+    manual_model = models.Model(manual, model.path, "eps")
+    out = jax.jit(lambda m: sampling.sample(m, solvers.heun(), ts, noise, cond={"label": label}))(
+        nets.guided(model, w, 4))
+    ref = jax.jit(lambda: sampling.sample(manual_model, solvers.heun(), ts, noise, cond={"label": label}))()
+    assert out.shape == noise.shape and bool(jnp.all(jnp.isfinite(out)))
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
