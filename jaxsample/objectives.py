@@ -53,6 +53,7 @@ __all__ = [
     "flow_matching_loss",
     "drop_labels",
     "example_keys",
+    "lognormal_times",
 ]
 
 WEIGHTINGS = ("none", "x0", "snr", "truncated_snr", "snr_plus_one")
@@ -121,6 +122,22 @@ def drop_labels(key, labels, rate: float, null_label: int):
     keys = example_keys(key, labels.shape[0])
     drop = jax.vmap(lambda k: jax.random.bernoulli(k, rate))(keys)
     return jnp.where(drop, jnp.asarray(null_label, labels.dtype), labels)
+
+
+def lognormal_times(p_mean: float = -1.2, p_std: float = 1.2, path: Optional[AbstractPath] = None):
+    """EDM's training times (Karras et al. 2022): ``t = sigma = exp(p_mean + p_std * n)``,
+    n ~ N(0, 1), clipped to ``[path.t_min, path.t_max]`` if ``path`` is given. Returns a
+    ``key -> t`` function for ``diffusion_loss(..., time_sampler=...)``."""
+    if not p_std > 0:
+        raise ValueError(f"p_std must be > 0, got {p_std}")
+
+    def sample_t(key):
+        t = jnp.exp(p_mean + p_std * jax.random.normal(key, ()))
+        if path is not None:
+            t = jnp.clip(t, path.t_min, path.t_max)
+        return t
+
+    return sample_t
 
 
 def diffusion_loss(

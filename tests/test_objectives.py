@@ -159,3 +159,27 @@ def test_bad_arguments():
     loss_fn = objectives.diffusion_loss(_linear_apply, paths.VPCosine(), "eps")
     with pytest.raises(ValueError, match="'x'"):
         loss_fn({}, {"image": jnp.ones((2, 2))}, jax.random.key(0))
+
+
+def test_lognormal_times_for_edm():
+    path = paths.EDM()
+    sample_t = objectives.lognormal_times(-1.2, 1.2, path)
+    t = jax.vmap(sample_t)(objectives.example_keys(jax.random.key(0), 20000))
+    logt = np.log(np.asarray(t))
+    # log sigma ~ N(-1.2, 1.2^2), clipped to [0.002, 80] (clipping affects < 0.01% of draws)
+    np.testing.assert_allclose(np.median(logt), -1.2, atol=0.05)
+    np.testing.assert_allclose(np.std(logt), 1.2, rtol=0.03)
+    assert t.min() >= 0.002 and t.max() <= 80.0
+    seen = []
+
+    def apply(variables, x, t, label=None):
+        seen.append(t)
+        return _linear_apply(variables, x, t, label)
+
+    params = {"w": jnp.array(0.5), "b": jnp.array(0.0), "c": jnp.zeros(3)}
+    loss_fn = objectives.diffusion_loss(apply, path, "x0", "snr_plus_one", time_sampler=sample_t)
+    loss, _ = loss_fn(params, {"x": jnp.ones((4, 2))}, jax.random.key(1))
+    k_t = jax.random.split(jax.random.key(1), 3)[0]
+    expected_t = jax.vmap(sample_t)(objectives.example_keys(k_t, 4))
+    np.testing.assert_allclose(seen[0], expected_t, rtol=1e-6)
+    assert np.isfinite(float(loss))
