@@ -43,6 +43,8 @@ __all__ = [
     "convert_prediction",
     "check_prediction",
     "flip_time",
+    "change_path",
+    "equivalent_time",
 ]
 
 PREDICTIONS = ("eps", "x0", "v", "velocity", "score")
@@ -169,6 +171,47 @@ def flip_time(fn: Callable, prediction: str) -> Callable:
     """
     check_prediction(prediction)
     return _FlippedTime(fn, negate=prediction == "velocity")
+
+
+class _ChangedPath(eqx.Module):
+    model: Model
+    path: AbstractPath
+
+    def __call__(self, x, t, **cond):
+        old, new = self.model.path, self.path
+        lam = new.lam(t)
+        t_old = old.t_from_lam(lam)
+        # x_new = s x_old with s = alpha_new / alpha_old = sigma_new / sigma_old; use the larger pair.
+        a_new, s_new = new.alpha(t), new.sigma(t)
+        scale = jnp.where(a_new >= s_new, a_new / old.alpha(t_old), s_new / old.sigma(t_old))
+        x_old = x / expand_to(scale, x)
+        x0, eps = self.model.x0_and_eps(x_old, t_old, **cond)
+        return from_x0_eps(new, "velocity", x0, eps, x, t)
+
+
+def change_path(model: Model, path: AbstractPath) -> Model:
+    """The same model seen on another path: a scale-time transformation.
+
+    Two Gaussian paths with the same data are related by ``x_new(t) = s(t) x_old(t_old(t))``,
+    where ``t_old`` has the same log-SNR and ``s = alpha_new / alpha_old``; the denoiser
+    (x0 and eps) is invariant. The result predicts the new path's velocity, so ODE solvers
+    integrate the transformed probability-flow ODE; from the same noise they reach the same
+    samples (exactly, for the exact ODE). Used for BNS preconditioning with
+    :class:`~jaxsample.paths.NoiseScaled`.
+    """
+    if not isinstance(path, AbstractPath):
+        raise ValueError(f"path must be a jaxsample AbstractPath, got {type(path).__name__}")
+    return Model(_ChangedPath(model, path), path, "velocity")
+
+
+def equivalent_time(old_path: AbstractPath, new_path: AbstractPath, t):
+    """The time on ``new_path`` with the same log-SNR as ``t`` on ``old_path``.
+
+    Sample a :func:`change_path` model over ``[equivalent_time(old, new, t_start),
+    equivalent_time(old, new, t_end)]`` to reach the same samples as the original over
+    ``[t_start, t_end]`` from the same noise.
+    """
+    return new_path.t_from_lam(old_path.lam(t))
 
 
 class GaussianMixture(eqx.Module):

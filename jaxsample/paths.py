@@ -38,6 +38,7 @@ __all__ = [
     "DiscreteDDPM",
     "EDM",
     "RectifiedFlow",
+    "NoiseScaled",
     "get_path",
 ]
 
@@ -367,3 +368,48 @@ def get_path(name: str, **kwargs) -> AbstractPath:
     if name not in _PATHS:
         raise ValueError(f"path must be one of {sorted(_PATHS)}, got {name!r}")
     return _PATHS[name](**kwargs)
+
+
+class NoiseScaled(AbstractPath):
+    """``base`` with its noise scaled by ``sigma0``: alpha = alpha_base, sigma = sigma0 * sigma_base.
+
+    With :func:`jaxsample.models.change_path` this is the scale-time transform that BNS uses
+    to precondition guided models (source noise N(0, sigma0^2 I); Shaul et al. 2024, after
+    Bespoke Solvers, arXiv 2310.19075). Same time range as ``base``.
+    """
+
+    base: AbstractPath
+    sigma0: float = eqx.field(static=True, default=1.0)
+
+    def __check_init__(self):
+        if not self.sigma0 > 0:
+            raise ValueError(f"sigma0 must be positive, got {self.sigma0}")
+
+    @property
+    def t_min(self):
+        return self.base.t_min
+
+    @property
+    def t_max(self):
+        return self.base.t_max
+
+    def alpha(self, t):
+        return self.base.alpha(t)
+
+    def sigma(self, t):
+        return self.sigma0 * self.base.sigma(t)
+
+    def d_alpha(self, t):
+        return self.base.d_alpha(t)
+
+    def d_sigma(self, t):
+        return self.sigma0 * self.base.d_sigma(t)
+
+    def lam(self, t):
+        return self.base.lam(t) - float(np.log(self.sigma0))
+
+    def d_lam(self, t):
+        return self.base.d_lam(t)
+
+    def t_from_lam(self, lam):
+        return self.base.t_from_lam(_asarray(lam) + float(np.log(self.sigma0)))

@@ -93,3 +93,29 @@ def test_bad_inputs_name_the_argument(gmm):
         GaussianMixture(jnp.zeros((2, 3)), 1.0, jnp.ones(3))
     with pytest.raises(ValueError, match="positive"):
         GaussianMixture(jnp.zeros((2, 3)), -1.0)
+
+
+@pytest.mark.parametrize("base,pred", [(paths.RectifiedFlow(), "velocity"), (paths.VPCosine(), "eps")],
+                         ids=["rf", "vp_cosine"])
+def test_scale_time_transform_keeps_the_noise_to_data_map(base, pred, x64):
+    """change_path onto NoiseScaled(base, 5): same samples from the same noise (Bespoke solvers' transform)."""
+    from jaxsample import compare, sampling
+
+    gmm = GaussianMixture.random(jax.random.key(0), dim=4, num_components=3)
+    model = gmm.model(base, pred)
+    new = paths.NoiseScaled(base, 5.0)
+    moved = models.change_path(model, new)
+    interval = {} if isinstance(base, paths.RectifiedFlow) else compare.edm_interval(base)
+    t_start = interval.get("t_start", base.t_max)
+    t_end = interval.get("t_end", base.t_min)
+    noise = sampling.initial_noise(jax.random.key(1), (6, 4), jnp.float64)
+    ref = sampling.reference_sample(model, noise, t_start=t_start, t_end=t_end, rtol=1e-10, atol=1e-10)
+    r_start = float(models.equivalent_time(base, new, t_start)) if interval else new.t_max
+    r_end = float(models.equivalent_time(base, new, t_end)) if interval else new.t_min
+    out = sampling.reference_sample(moved, noise, t_start=r_start, t_end=r_end, rtol=1e-10, atol=1e-10)
+    scale_end = new.alpha(r_end) / base.alpha(t_end)  # x_new = s x_old at the end
+    np.testing.assert_allclose(out / scale_end, ref, atol=1e-7)
+    # The moved model is the exact mixture's velocity on the new path.
+    x = jax.random.normal(jax.random.key(2), (3, 4), jnp.float64)
+    t = jnp.float64(0.5 * (new.t_min + new.t_max))
+    np.testing.assert_allclose(moved(x, t), gmm.model(new, "velocity")(x, t), rtol=1e-8, atol=1e-10)
