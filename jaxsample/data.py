@@ -30,7 +30,6 @@ Example:
 from __future__ import annotations
 
 import functools
-import math
 import os
 from typing import Callable, Mapping, Optional
 
