@@ -3,18 +3,29 @@
 Layers (see DESIGN.md): paths -> models -> grids -> solvers -> sampling -> distill.
 """
 
-from jaxsample import compare, grids, metrics, models, paths, solvers
+from jaxsample import compare, data, features, grids, metrics, models, nets, objectives, paths, solvers, train
+from jaxsample.data import ArrayBatcher, image_batches, load_digits, toy_batches
+from jaxsample.features import digits_frechet_distance, frechet_distance, kid, mmd, sliced_wasserstein
 from jaxsample.grids import check_grid, edm, get_grid, logsnr_uniform, power, uniform
 from jaxsample.metrics import mean_log_likelihood, psnr, rmse
-from jaxsample.models import PREDICTIONS, GaussianMixture, Model, convert_prediction, flip_time
-from jaxsample.paths import EDM, AbstractPath, DiscreteDDPM, RectifiedFlow, VPCosine, VPLinear, get_path
+from jaxsample.models import (PREDICTIONS, GaussianMixture, Model, change_path, convert_prediction, equivalent_time,
+                              flip_time)
+from jaxsample.nets import MLP, UNet, guided, network_model
+from jaxsample.objectives import diffusion_loss, flow_matching_loss
+from jaxsample.paths import EDM, AbstractPath, DiscreteDDPM, NoiseScaled, RectifiedFlow, VPCosine, VPLinear, get_path
 from jaxsample.sampling import count_model_calls, initial_noise, reference_sample, sample, sample_keys
 from jaxsample.solvers import AbstractSolver, as_diffrax, euler, heun, kutta3, midpoint, probability_flow_term, rk4
+from jaxsample.train import TrainState, fit, make_mesh, make_optimizer, replicate, shard_batch, train_step
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "compare", "grids", "metrics", "models", "paths", "solvers",
+    "compare", "data", "features", "grids", "metrics", "models", "nets", "objectives", "paths", "solvers", "train",
+    "ArrayBatcher", "image_batches", "load_digits", "toy_batches",
+    "digits_frechet_distance", "frechet_distance", "kid", "mmd", "sliced_wasserstein",
+    "MLP", "UNet", "guided", "network_model", "diffusion_loss", "flow_matching_loss",
+    "change_path", "equivalent_time", "NoiseScaled",
+    "TrainState", "fit", "make_mesh", "make_optimizer", "replicate", "shard_batch", "train_step",
     "check_grid", "edm", "get_grid", "logsnr_uniform", "power", "uniform",
     "mean_log_likelihood", "psnr", "rmse",
     "PREDICTIONS", "GaussianMixture", "Model", "convert_prediction", "flip_time",
