@@ -121,7 +121,7 @@ def _torch_denoiser(model):
 def _our_step_noises(key, noise, num_steps):
     """The noise our driver hands each step: per sample k, step i, fold_in(fold_in(key, k), i)."""
     keys = sample_keys(key, noise.shape[0])
-    return [np.asarray(per_sample_normal(jax.vmap(jax.random.fold_in, (0, None))(keys, i), noise))
+    return [np.array(per_sample_normal(jax.vmap(jax.random.fold_in, (0, None))(keys, i), noise))
             for i in range(num_steps)]
 
 
