@@ -14,7 +14,9 @@ from jaxsample.nets import MLP, UNet, guided, network_model
 from jaxsample.objectives import diffusion_loss, flow_matching_loss
 from jaxsample.paths import EDM, AbstractPath, DiscreteDDPM, NoiseScaled, RectifiedFlow, VPCosine, VPLinear, get_path
 from jaxsample.sampling import count_model_calls, initial_noise, reference_sample, sample, sample_keys
-from jaxsample.solvers import AbstractSolver, as_diffrax, euler, heun, kutta3, midpoint, probability_flow_term, rk4
+from jaxsample.solvers import (AbstractSolver, as_diffrax, ddim, ddpm_ancestral, deis, dpm_solver, dpm_solver_pp_2m,
+                               dpm_solver_pp_2m_sde, dpm_solver_pp_2s, dpm_solver_pp_3m, edm_stochastic_heun, embed,
+                               euler, euler_maruyama, heun, ipndm, kutta3, midpoint, probability_flow_term, rk4, unipc)
 from jaxsample.train import TrainState, fit, make_mesh, make_optimizer, replicate, shard_batch, train_step
 
 __version__ = "0.1.0"
@@ -32,4 +34,6 @@ __all__ = [
     "EDM", "AbstractPath", "DiscreteDDPM", "RectifiedFlow", "VPCosine", "VPLinear", "get_path",
     "count_model_calls", "initial_noise", "reference_sample", "sample", "sample_keys",
     "AbstractSolver", "as_diffrax", "euler", "heun", "kutta3", "midpoint", "probability_flow_term", "rk4",
+    "ddim", "deis", "dpm_solver", "dpm_solver_pp_2m", "dpm_solver_pp_2s", "dpm_solver_pp_3m", "ipndm", "unipc",
+    "ddpm_ancestral", "dpm_solver_pp_2m_sde", "edm_stochastic_heun", "euler_maruyama", "embed",
 ]

@@ -1,11 +1,30 @@
-"""Solvers: immutable pytrees with pure ``init`` and ``step`` (see :class:`AbstractSolver`)."""
+"""Solvers: immutable pytrees with pure ``init`` and ``step`` (see :class:`AbstractSolver`).
+
+- Runge-Kutta from Butcher tableaux: :func:`euler`, :func:`heun`, :func:`midpoint`, :func:`kutta3`, :func:`rk4`.
+- Exponential integrators: :func:`ddim`, :func:`dpm_solver`, :func:`dpm_solver_pp_2s`, :func:`dpm_solver_pp_2m`,
+  :func:`dpm_solver_pp_3m`, :func:`unipc`, :func:`deis`, :func:`ipndm`.
+- Stochastic: :func:`euler_maruyama`, :func:`ddpm_ancestral`, :func:`edm_stochastic_heun`,
+  :func:`dpm_solver_pp_2m_sde`.
+- Non-stationary: :class:`NonStationary` and :func:`embed` (any linear solver as NS coefficients).
+"""
 
 from jaxsample.solvers._base import AbstractSolver, SimpleState, per_sample_normal
 from jaxsample.solvers.diffrax_interop import DiffraxAdapter, ProbabilityFlow, as_diffrax, probability_flow_term
+from jaxsample.solvers.exponential import (DDIM, DEIS, IPNDM, DPMSolver, DPMSolverPP2S, DPMSolverPPMultistep, UniPC,
+                                           ddim, deis, dpm_solver, dpm_solver_pp_2m, dpm_solver_pp_2s,
+                                           dpm_solver_pp_3m, ipndm, unipc)
+from jaxsample.solvers.nonstationary import NonStationary, embed
 from jaxsample.solvers.runge_kutta import ButcherTableau, ExplicitRungeKutta, euler, heun, kutta3, midpoint, rk4
+from jaxsample.solvers.stochastic import (DDPMAncestral, DPMSolverPP2MSDE, EDMStochasticHeun, EulerMaruyama,
+                                          ddpm_ancestral, dpm_solver_pp_2m_sde, edm_stochastic_heun, euler_maruyama)
 
 __all__ = [
     "AbstractSolver", "SimpleState", "per_sample_normal",
     "DiffraxAdapter", "ProbabilityFlow", "as_diffrax", "probability_flow_term",
     "ButcherTableau", "ExplicitRungeKutta", "euler", "heun", "midpoint", "kutta3", "rk4",
+    "DDIM", "DEIS", "IPNDM", "DPMSolver", "DPMSolverPP2S", "DPMSolverPPMultistep", "UniPC",
+    "ddim", "deis", "dpm_solver", "dpm_solver_pp_2m", "dpm_solver_pp_2s", "dpm_solver_pp_3m", "ipndm", "unipc",
+    "NonStationary", "embed",
+    "DDPMAncestral", "DPMSolverPP2MSDE", "EDMStochasticHeun", "EulerMaruyama",
+    "ddpm_ancestral", "dpm_solver_pp_2m_sde", "edm_stochastic_heun", "euler_maruyama",
 ]
