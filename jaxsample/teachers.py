@@ -1,0 +1,160 @@
+"""Shipped teacher networks: small pretrained models that load offline, in seconds.
+
+Each teacher is a set of weights (``jaxsample/assets/<name>.msgpack``, Flax msgpack
+serialization, stored in float16 and loaded as float32) plus a JSON card
+(``jaxsample/assets/<name>.json``) recording its network, path, prediction, training config,
+the exact command that trained it (``experiments/teachers/main.py``), its training wall time,
+final loss, and evaluation numbers.
+
+- ``digits_flow``: rectified-flow velocity U-Net on the 8x8 digits, class-conditional
+  (``num_classes=10``, label 10 = null class, trained with label dropout for classifier-free
+  guidance). Call it with ``cond={'label': labels}``; wrap with :func:`jaxsample.nets.guided`
+  (``null_label=10``) for guidance.
+- ``digits_vp``: VP-cosine v-prediction U-Net on the 8x8 digits, unconditional.
+- ``checkerboard_flow``: rectified-flow velocity MLP on the 2-D checkerboard
+  (:func:`jaxsample.data.checkerboard`).
+- ``digits_classifier``: the :class:`~jaxsample.features.DigitsClassifier` whose features define
+  the digits Frechet distance (see :func:`load_digits_classifier`).
+
+Example:
+    >>> import jax
+    >>> from jaxsample import teachers, sampling
+    >>> model = teachers.load_teacher("checkerboard_flow")
+    >>> noise = jax.random.normal(jax.random.key(0), (4, 2))
+    >>> sampling.reference_sample(model, noise).shape
+    (4, 2)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsample import nets, paths
+from jaxsample.models import Model
+
+__all__ = [
+    "TEACHERS",
+    "ASSETS_DIR",
+    "list_teachers",
+    "teacher_card",
+    "load_params",
+    "load_teacher",
+    "load_digits_classifier",
+    "build_module",
+    "build_path",
+    "serialize_params",
+]
+
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+
+#: Names of the shipped teachers (generative models and the digits feature classifier).
+TEACHERS = ("digits_flow", "digits_vp", "checkerboard_flow", "digits_classifier")
+_GENERATIVE = ("digits_flow", "digits_vp", "checkerboard_flow")
+
+_MODULES = {"UNet": nets.UNet, "MLP": nets.MLP}
+_PATHS = {"RectifiedFlow": paths.RectifiedFlow, "VPCosine": paths.VPCosine}
+
+
+def list_teachers() -> list:
+    """Names accepted by :func:`load_teacher` and :func:`teacher_card` (sorted)."""
+    return sorted(TEACHERS)
+
+
+def _check_name(name, allowed=TEACHERS):
+    if name not in allowed:
+        raise ValueError(f"unknown teacher {name!r}; valid names are: {', '.join(sorted(allowed))}")
+
+
+@functools.lru_cache(maxsize=None)
+def _card(name: str) -> str:
+    return (ASSETS_DIR / f"{name}.json").read_text()
+
+
+def teacher_card(name: str) -> dict:
+    """The JSON card of teacher ``name`` as a dict (a fresh copy each call)."""
+    _check_name(name)
+    return json.loads(_card(name))
+
+
+def _tupleize(value):
+    return tuple(_tupleize(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def build_module(module_name: str, kwargs: dict):
+    """The Flax module ``module_name`` ('UNet', 'MLP', 'DigitsClassifier') with ``kwargs``
+    (lists turned into tuples so the module stays hashable)."""
+    if module_name == "DigitsClassifier":
+        from jaxsample.features import DigitsClassifier
+
+        return DigitsClassifier(**{k: _tupleize(v) for k, v in kwargs.items()})
+    if module_name not in _MODULES:
+        raise ValueError(f"module must be one of {sorted(_MODULES) + ['DigitsClassifier']}, got {module_name!r}")
+    return _MODULES[module_name](**{k: _tupleize(v) for k, v in kwargs.items()})
+
+
+def build_path(path_name: str):
+    """The path named in a card ('RectifiedFlow' or 'VPCosine')."""
+    if path_name not in _PATHS:
+        raise ValueError(f"path must be one of {sorted(_PATHS)}, got {path_name!r}")
+    return _PATHS[path_name]()
+
+
+def serialize_params(params, dtype: str = "float16") -> bytes:
+    """Flax msgpack bytes of ``params`` with floating leaves cast to ``dtype``."""
+    cast = jax.tree_util.tree_map(
+        lambda a: np.asarray(a, dtype) if np.issubdtype(np.asarray(a).dtype, np.floating) else np.asarray(a), params)
+    return flax.serialization.msgpack_serialize(flax.serialization.to_state_dict(cast))
+
+
+def _restore(blob: bytes):
+    tree = flax.serialization.msgpack_restore(blob)
+    return jax.tree_util.tree_map(
+        lambda a: jnp.asarray(a, jnp.float32) if np.issubdtype(np.asarray(a).dtype, np.floating) else jnp.asarray(a),
+        tree)
+
+
+@functools.lru_cache(maxsize=None)
+def _params(name: str):
+    card = json.loads(_card(name))
+    return _restore((ASSETS_DIR / card["weights_file"]).read_bytes())
+
+
+def load_params(name: str):
+    """The float32 parameters (the ``'params'`` collection) of teacher ``name``."""
+    _check_name(name)
+    return _params(name)
+
+
+def load_teacher(name: str) -> Model:
+    """Teacher ``name`` as a :class:`~jaxsample.models.Model` (built with
+    :func:`jaxsample.nets.network_model` on the path and prediction it was trained with).
+
+    The class-conditional ``digits_flow`` takes ``label=`` (int, shape (batch,), 10 = null
+    class) as its condition.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the valid ones), or for
+            ``'digits_classifier'`` (use :func:`load_digits_classifier`).
+    """
+    _check_name(name)
+    if name not in _GENERATIVE:
+        raise ValueError(f"{name!r} is not a generative teacher (use load_digits_classifier()); "
+                         f"generative teachers are: {', '.join(sorted(_GENERATIVE))}")
+    card = teacher_card(name)
+    module = build_module(card["module"], card["net"])
+    return nets.network_model(module, load_params(name), build_path(card["path"]), card["prediction"])
+
+
+def load_digits_classifier():
+    """The shipped digits classifier as a ``(module, params)`` pair, ready for
+    ``features.digits_features(images, classifier=...)`` and
+    ``features.digits_frechet_distance(images, classifier=...)``."""
+    card = teacher_card("digits_classifier")
+    return build_module(card["module"], card["net"]), load_params("digits_classifier")
