@@ -29,13 +29,48 @@ from jaxsample.models import GaussianMixture
 from jaxsample.paths import AbstractPath
 from jaxsample.sampling import initial_noise, reference_sample, sample
 
-__all__ = ["edm_interval", "benchmark_mixture", "compare_solvers", "markdown_table", "plot_psnr_vs_nfe", "best_by_nfe"]
+__all__ = ["compare_learned", "baseline_suite", "BENCHMARK_SETTINGS", "edm_interval", "benchmark_mixture", "compare_solvers", "markdown_table", "plot_psnr_vs_nfe", "best_by_nfe"]
 
 
 def edm_interval(path: AbstractPath, sigma_min: float = 0.002, sigma_max: float = 80.0) -> dict:
     """EDM's standard sampling interval, sigma / alpha in [0.002, 80], as t_start and t_end on ``path``."""
     return {"t_start": float(path.t_from_lam(-math.log(sigma_max))),
             "t_end": float(path.t_from_lam(-math.log(sigma_min)))}
+
+
+def baseline_suite(path: AbstractPath, *, stochastic: bool = False, grids=None) -> dict:
+    """Every classical solver, each with the grids to try: name -> (solver, grids).
+
+    Deterministic by default; ``stochastic=True`` adds the SDE samplers (whose samples are not
+    meant to match the ODE's, so they are scored by log-likelihood, not PSNR).
+    """
+    from jaxsample import solvers as S
+    from jaxsample.paths import RectifiedFlow
+    from jaxsample.solvers import exponential as E
+    from jaxsample.solvers import stochastic as St
+
+    if grids is None:
+        grids = ["uniform", "quadratic", "logsnr", "edm"] if isinstance(path, RectifiedFlow) else \
+            ["quadratic", "logsnr", "edm"]
+    suite = {name: getattr(S, name)() for name in ("euler", "heun", "midpoint", "kutta3", "rk4")}
+    if not isinstance(path, RectifiedFlow):
+        suite["heun_edm"] = S.heun("edm")
+    suite.update({
+        "ddim": E.ddim(),
+        "dpm_solver_1": E.dpm_solver(1), "dpm_solver_2": E.dpm_solver(2), "dpm_solver_3": E.dpm_solver(3),
+        "dpm_solver_pp_2s": E.dpm_solver_pp_2s(), "dpm_solver_pp_2m": E.dpm_solver_pp_2m(),
+        "dpm_solver_pp_3m": E.dpm_solver_pp_3m(),
+        "unipc_bh1_2": E.unipc(2, "bh1"), "unipc_bh2_2": E.unipc(2, "bh2"),
+        "unipc_bh1_3": E.unipc(3, "bh1"), "unipc_bh2_3": E.unipc(3, "bh2"),
+        "deis_tab_1": E.deis(1), "deis_tab_2": E.deis(2), "deis_tab_3": E.deis(3),
+        "deis_rhoab_3": E.deis(3, "rhoab"), "ipndm": E.ipndm(),
+    })
+    if stochastic:
+        suite.update({"euler_maruyama": St.euler_maruyama(), "ddpm_ancestral": St.ddpm_ancestral(1.0),
+                      "edm_stochastic_heun": St.edm_stochastic_heun(s_churn=40.0, s_min=0.05, s_max=50.0,
+                                                                    s_noise=1.003),
+                      "dpm_solver_pp_2m_sde": St.dpm_solver_pp_2m_sde(1.0)})
+    return {name: (solver, grids) for name, solver in suite.items()}
 
 
 def benchmark_mixture(dim: int = 64, num_components: int = 8, seed: int = 0) -> GaussianMixture:
@@ -51,6 +86,21 @@ def benchmark_mixture(dim: int = 64, num_components: int = 8, seed: int = 0) -> 
     return GaussianMixture(means, stds, weights)
 
 
+def _benchmark_settings():
+    from jaxsample.paths import RectifiedFlow, VPCosine
+
+    return {
+        # name -> (path, prediction of the model, sampling interval)
+        "vp_cosine": (VPCosine(), "eps", edm_interval(VPCosine())),
+        "rectified_flow": (RectifiedFlow(), "velocity", {}),
+    }
+
+
+#: The two benchmark settings: VP cosine (eps model) on EDM's interval sigma / alpha in
+#: [0.002, 80], and rectified flow (velocity model) on its whole range t in [1, 0].
+BENCHMARK_SETTINGS = _benchmark_settings()
+
+
 def compare_solvers(gmm: GaussianMixture, path: AbstractPath, prediction: str,
                     solvers: Mapping[str, tuple], nfes: Sequence[int], *, num_samples: int = 512,
                     seed: int = 1, data_range: float = 2.0, key=None, progress: bool = False,
@@ -59,14 +109,16 @@ def compare_solvers(gmm: GaussianMixture, path: AbstractPath, prediction: str,
 
     Args:
         gmm: the data distribution; its exact model under ``path`` is sampled.
-        solvers: name -> (solver, grid name) or (solver, grid name, grid kwargs).
+        solvers: name -> (solver, grids) or (solver, grids, grid kwargs), where ``grids`` is a grid
+            name or a list of them; with several, each (solver, NFE) keeps its best grid.
         nfes: budgets; a solver runs ``nfe / solver.nfe(1)`` steps, and is skipped when
             that is not a whole number.
         data_range: the PSNR's data range (2 for data in [-1, 1]).
         key: for stochastic solvers.
         t_start, t_end: the sampling interval (default: the path's whole range).
 
-    Returns one dict per run: solver, nfe, steps, grid, psnr_db, loglik, seconds.
+    Returns one dict per (solver, NFE): solver, nfe, steps, grid, psnr_db, loglik, seconds.
+    A run whose samples are not finite (a solver singular on this path) scores NaN.
     """
     model = gmm.model(path, prediction)
     noise = initial_noise(jax.random.key(seed), (num_samples, gmm.dim))
@@ -78,26 +130,51 @@ def compare_solvers(gmm: GaussianMixture, path: AbstractPath, prediction: str,
         from tqdm.auto import tqdm
         items = tqdm(items, desc=f"solvers on {type(path).__name__}", leave=False)
     for name, spec, nfe in items:
-        solver, grid = spec[0], spec[1]
+        solver, grids = spec[0], spec[1]
+        grids = [grids] if isinstance(grids, str) else list(grids)
         grid_kwargs = spec[2] if len(spec) > 2 else {}
         per_step = solver.nfe(1)
         if nfe % per_step:
             continue
         steps = nfe // per_step
-        ts = get_grid(grid, path, steps, t_start=t_start, t_end=t_end, **grid_kwargs)
+        best = None
+        for grid in grids:
+            ts = get_grid(grid, path, steps, t_start=t_start, t_end=t_end, **grid_kwargs)
+            t0 = time.perf_counter()
+            x = jax.block_until_ready(sample(model, solver, ts, noise, key=key, check_finite=False))
+            finite = bool(jnp.all(jnp.isfinite(x)))
+            row = {"solver": name, "nfe": nfe, "steps": steps, "grid": grid, "stochastic": solver.is_stochastic,
+                   "psnr_db": float(psnr(x, ref, data_range)) if finite else float("nan"),
+                   "loglik": float(jnp.mean(gmm.log_prob(x))) if finite else float("nan"),
+                   "seconds": time.perf_counter() - t0}
+            if best is None or (finite and not row["psnr_db"] <= best["psnr_db"]):
+                best = row
+        rows.append(best)
+    return rows
+
+
+def compare_learned(gmm: GaussianMixture, path: AbstractPath, prediction: str, name: str,
+                    solvers_by_nfe: Mapping[int, object], *, num_samples: int = 512, seed: int = 1,
+                    data_range: float = 2.0, t_start=None, t_end=None) -> list[dict]:
+    """Like :func:`compare_solvers` for learned solvers that own their times (``solver.times``)."""
+    model = gmm.model(path, prediction)
+    noise = initial_noise(jax.random.key(seed), (num_samples, gmm.dim))
+    ref = reference_sample(model, noise, t_start=t_start, t_end=t_end)
+    rows = []
+    for nfe, solver in sorted(solvers_by_nfe.items()):
         t0 = time.perf_counter()
-        x = jax.block_until_ready(sample(model, solver, ts, noise, key=key))
-        rows.append({"solver": name, "nfe": nfe, "steps": steps, "grid": grid,
+        x = jax.block_until_ready(sample(model, solver, solver.times, noise))
+        rows.append({"solver": name, "nfe": nfe, "steps": nfe, "grid": "learned", "stochastic": False,
                      "psnr_db": float(psnr(x, ref, data_range)), "loglik": float(jnp.mean(gmm.log_prob(x))),
                      "seconds": time.perf_counter() - t0})
     return rows
 
 
 def best_by_nfe(rows: Sequence[dict], exclude: Sequence[str] = ()) -> dict[int, dict]:
-    """The row with the highest PSNR at each NFE."""
+    """The deterministic row with the highest PSNR at each NFE."""
     best: dict[int, dict] = {}
     for r in rows:
-        if r["solver"] in exclude:
+        if r["solver"] in exclude or r.get("stochastic") or not math.isfinite(r["psnr_db"]):
             continue
         if r["nfe"] not in best or r["psnr_db"] > best[r["nfe"]]["psnr_db"]:
             best[r["nfe"]] = r

@@ -1,11 +1,13 @@
-"""The README demo: every baseline solver against ground truth on a Gaussian mixture.
+"""The README demo: classical solvers and shipped BNS solvers against ground truth.
 
 Runs the exact model of a 64-dimensional, 8-component anisotropic Gaussian mixture
 under two paths (VP cosine with an eps model; rectified flow with a velocity
-model), samples with each solver at several NFE budgets from the same noise,
-and scores each result by PSNR against the adaptive Dopri8 solution of the same
-ODE and by the exact log-likelihood of the samples. Prints markdown tables and
-writes ``results.json`` and ``psnr_vs_nfe.png`` to the output folder.
+model), samples with each solver at several NFE budgets from the same held-out
+noise, and scores each result by PSNR against the adaptive Dopri8 solution of the
+same ODE and by the exact log-likelihood of the samples. The BNS solvers were
+distilled by ``experiments/bns`` (configs ``gmm.py`` and ``gmm_flow.py``) and ship
+in ``jaxsample/assets/bns``. Prints markdown tables and writes ``results.json``
+and ``psnr_vs_nfe.png`` to the output folder.
 """
 
 from __future__ import annotations
@@ -14,23 +16,38 @@ import json
 import os
 import time
 
-from jaxsample import compare, paths, solvers
+from jaxsample import compare
 
 NFES = (4, 6, 8, 10, 16, 32)
 
-# path name -> (path, prediction of its model, sampling interval). VP cosine runs on EDM's
-# standard interval sigma / alpha in [0.002, 80]; rectified flow on its whole range t in [1, 0].
-SETTINGS = {
-    "vp_cosine": (paths.VPCosine(), "eps", compare.edm_interval(paths.VPCosine())),
-    "rectified_flow": (paths.RectifiedFlow(), "velocity", {}),
-}
+SETTINGS = compare.BENCHMARK_SETTINGS
 
 
-def baseline_solvers(path_name: str) -> dict:
-    """name -> (solver, grid) for the deterministic baselines, each on a grid that suits it."""
-    # Rectified flow: RK in t on a uniform grid. VP: RK in EDM's (x / alpha, sigma / alpha) on EDM's grid.
-    space, grid = ("t", "uniform") if path_name == "rectified_flow" else ("edm", "edm")
-    return {name: (getattr(solvers, name)(space), grid) for name in ("euler", "heun", "midpoint", "kutta3", "rk4")}
+# A curated set of classical solvers for the demo (bench/solver_table.py runs them all), each on
+# the quadratic grid, which suits every one of them on both paths.
+DEMO_BASELINES = ("euler", "midpoint", "rk4", "ddim", "dpm_solver_pp_2m", "unipc_bh2_3", "deis_tab_3", "ipndm")
+
+# Noise for the demo: disjoint from the seeds BNS was trained (0), validated (1) and tested (2) on.
+DEMO_SEED = 2026
+
+
+def baseline_solvers(path) -> dict:
+    """name -> (solver, grid): the demo's classical solvers."""
+    suite = compare.baseline_suite(path, grids=["quadratic"])
+    return {name: suite[name] for name in DEMO_BASELINES}
+
+
+def shipped_bns(setting: str) -> dict:
+    """The BNS solvers shipped for a benchmark setting: NFE -> solver."""
+    from jaxsample.distill.bns import BespokeNonStationary
+
+    folder = os.path.join(os.path.dirname(__file__), "assets", "bns")
+    out = {}
+    for nfe in NFES:
+        f = os.path.join(folder, f"gmm_{setting}_nfe{nfe}.npz")
+        if os.path.exists(f):
+            out[nfe] = BespokeNonStationary.load(f)
+    return out
 
 
 def run(out_dir: str = "out/demo", num_samples: int = 512, nfes=NFES, quiet: bool = False) -> dict:
@@ -39,19 +56,25 @@ def run(out_dir: str = "out/demo", num_samples: int = 512, nfes=NFES, quiet: boo
     t0 = time.perf_counter()
     panels, summary = {}, {}
     for name, (path, prediction, interval) in SETTINGS.items():
-        rows = compare.compare_solvers(gmm, path, prediction, baseline_solvers(name), nfes,
-                                       num_samples=num_samples, progress=not quiet, **interval)
+        rows = compare.compare_solvers(gmm, path, prediction, baseline_solvers(path), nfes,
+                                       num_samples=num_samples, progress=not quiet, seed=DEMO_SEED, **interval)
+        learned = shipped_bns(name)
+        if learned:
+            rows += compare.compare_learned(gmm, path, prediction, "BNS (learned)",
+                                            {n: s for n, s in learned.items() if n in nfes},
+                                            num_samples=num_samples, seed=DEMO_SEED, **interval)
         for r in rows:
             r["path"] = name
         panels[f"{name} ({prediction} model)"] = rows
-        best = compare.best_by_nfe(rows)
+        best = compare.best_by_nfe(rows, exclude=["BNS (learned)"])
         summary[name] = {n: (b["solver"], round(b["psnr_db"], 2)) for n, b in best.items()}
         if not quiet:
             print(f"\n## {name}: PSNR (dB) against the reference ODE solution, higher is better\n")
             print(compare.markdown_table(rows))
             print(f"\n## {name}: exact mean log-likelihood of the samples\n")
             print(compare.markdown_table(rows, "loglik"))
-            print("\nbest solver per NFE: " + ", ".join(f"{n}: {s} ({p} dB)" for n, (s, p) in summary[name].items()))
+            print("\nbest classical solver per NFE: " +
+                  ", ".join(f"{n}: {s} ({p} dB)" for n, (s, p) in summary[name].items()))
     plot = os.path.join(out_dir, "psnr_vs_nfe.png")
     compare.plot_psnr_vs_nfe(panels, plot, title=f"jaxsample solvers on a {gmm.dim}-d Gaussian mixture")
     results = {"rows": [r for rows in panels.values() for r in rows], "best": summary,

@@ -1,0 +1,20 @@
+"""BNS on the Gaussian-mixture benchmark of the solver table (VP cosine, eps model)."""
+
+import ml_collections
+
+
+def get_config():
+    c = ml_collections.ConfigDict()
+    c.setting = "vp_cosine"  # or "rectified_flow" (see configs/gmm_flow.py)
+    c.dim, c.num_components, c.data_seed = 64, 8, 0
+    c.nfes = (4, 6, 8, 10, 16)
+    c.num_train, c.num_val, c.num_test = 1024, 1024, 1024
+    c.field = "x0"  # the NS coefficients multiply the x0 prediction (best on VP, see the README)
+    c.init = "best_baseline"  # or a solver name from compare.baseline_suite, e.g. "euler"
+    c.init_grid = "edm"
+    c.sigma0 = 1.0  # source-noise scaling (preconditioning for guided models)
+    c.num_steps, c.batch_size, c.learning_rate, c.eval_every = 2000, 64, 5e-3, 100
+    c.data_range = 2.0
+    c.seed = 0
+    c.progress = True
+    return c
