@@ -38,22 +38,58 @@ def _best_baseline(model, val, nfe, suite, t_start, t_end, data_range):
     return best
 
 
+def _teacher_setup(config):
+    """The shipped teacher (guided if asked), its sample shape, training time and label sampler."""
+    import numpy as np
+
+    from jaxsample import nets, teachers
+
+    card = teachers.teacher_card(config.teacher)
+    model = teachers.load_teacher(config.teacher)
+    shape = (2,) if config.teacher == "checkerboard_flow" else (8, 8, 1)
+    labels = None
+    if config.teacher == "digits_flow":
+        if config.guidance_scale != 1.0:
+            model = nets.guided(model, config.guidance_scale, null_label=10)
+
+        def labels(num, seed):
+            return {"label": np.random.default_rng(seed + 7919).integers(0, 10, num)}
+    return model, shape, card.get("train_wall_time_s"), labels
+
+
+def _frechet(images):
+    from jaxsample import features, teachers
+
+    return features.digits_frechet_distance(images, classifier=teachers.load_digits_classifier())
+
+
 def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teacher_seconds=None) -> list[dict]:
     """Run the study described by ``config``; write ``workdir/results.json``; return its rows."""
     os.makedirs(workdir, exist_ok=True)
-    if model is None:
+    labels, interval = None, {}
+    if model is None and config.get("teacher"):
+        model, sample_shape, teacher_seconds, labels = _teacher_setup(config)
+        if config.get("edm_interval"):
+            interval = compare.edm_interval(model.path)
+    elif model is None:
         gmm = compare.benchmark_mixture(config.dim, config.num_components, config.data_seed)
         path, prediction, interval = compare.BENCHMARK_SETTINGS[config.setting]
         model, sample_shape = gmm.model(path, prediction), (gmm.dim,)
-    else:
-        interval = {}
     t_start = interval.get("t_start", model.path.t_max)
     t_end = interval.get("t_end", model.path.t_min)
-    kw = dict(t_start=t_start, t_end=t_end)
+    kw = dict(t_start=t_start, t_end=t_end, rtol=config.get("reference_rtol", 1e-7),
+              atol=config.get("reference_rtol", 1e-7))
     t0 = time.perf_counter()
-    train = bns.make_pairs(model, config.num_train, sample_shape, seed=config.seed * 3 + 0, **kw)
-    val = bns.make_pairs(model, config.num_val, sample_shape, seed=config.seed * 3 + 1, **kw)
-    test = bns.make_pairs(model, config.num_test, sample_shape, seed=config.seed * 3 + 2, **kw)
+
+    def pairs(num, seed):
+        cond = labels(num, seed) if labels else None
+        return bns.make_pairs(model, num, sample_shape, seed=seed, cond=cond, **kw)
+
+    train = pairs(config.num_train, config.seed * 3 + 0)
+    val = pairs(config.num_val, config.seed * 3 + 1)
+    test = pairs(config.num_test, config.seed * 3 + 2)
+    digits = len(sample_shape) == 3
+    reference_fd = _frechet(test["target"]) if digits else None
     pairs_seconds = time.perf_counter() - t0
     suite = compare.baseline_suite(model.path)
 
@@ -82,18 +118,30 @@ def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teac
                                   workdir=os.path.join(workdir, f"nfe{nfe}"), data_range=config.data_range,
                                   progress=config.progress)
         bns_test = bns.evaluate_psnr(bns_model, solver, test, data_range=config.data_range)
+        fds = {}
+        if digits:
+            from jaxsample.sampling import sample
+
+            cond = {k: v for k, v in test.items() if k not in ("noise", "target")}
+            x_bns = sample(bns_model, solver, solver.times, test["noise"], cond=cond)
+            if config.sigma0 != 1.0:  # back from the noise-scaled path
+                x_bns = x_bns / (bns_model.path.alpha(r_end) / model.path.alpha(t_end))
+            x_base = sample(model, base["obj"], base["ts"], test["noise"], cond=cond)
+            fds = {"bns_fd": _frechet(x_bns), "best_baseline_fd": _frechet(x_base), "reference_fd": reference_fd}
         solver.save(os.path.join(workdir, f"bns_nfe{nfe}.npz"), nfe=nfe, init=init_name, sigma0=config.sigma0)
         row = {"nfe": nfe, "bns_psnr_db": bns_test, "best_baseline": f"{base['solver']}[{base['grid']}]",
                "best_baseline_psnr_db": base_test, "gain_db": bns_test - base_test, "init": init_name,
                "init_val_psnr_db": log["init_val_psnr_db"], "bns_val_psnr_db": log["best_val_psnr_db"],
                "best_step": log["best_step"], "num_parameters": solver.num_parameters,
-               "seconds": time.perf_counter() - t0, "distill_seconds": log["seconds"]}
+               "seconds": time.perf_counter() - t0, "distill_seconds": log["seconds"], **fds}
         if teacher_seconds:
             row["distill_fraction_of_teacher_training"] = log["seconds"] / teacher_seconds
         rows.append(row)
+        fd_text = f" | FD BNS {fds['bns_fd']:.2f} vs {fds['best_baseline_fd']:.2f}" if fds else ""
         print(f"NFE {nfe:3d}: BNS {bns_test:6.2f} dB | best baseline {row['best_baseline']} {base_test:6.2f} dB "
-              f"| gain {row['gain_db']:+.2f} dB | {row['seconds']:.0f} s", flush=True)
+              f"| gain {row['gain_db']:+.2f} dB{fd_text} | {row['seconds']:.0f} s", flush=True)
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump({"rows": rows, "config": config.to_dict(), "pairs_seconds": pairs_seconds,
-                   "num_test": config.num_test}, f, indent=1)
+                   "num_test": config.num_test, "teacher_train_seconds": teacher_seconds,
+                   "reference_fd": reference_fd}, f, indent=1)
     return rows

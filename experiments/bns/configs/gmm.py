@@ -6,6 +6,9 @@ import ml_collections
 def get_config():
     c = ml_collections.ConfigDict()
     c.setting = "vp_cosine"  # or "rectified_flow" (see configs/gmm_flow.py)
+    c.teacher = ""  # a shipped teacher instead of the mixture (see configs/digits_*.py)
+    c.guidance_scale = 1.0
+    c.reference_rtol = 1e-7
     c.dim, c.num_components, c.data_seed = 64, 8, 0
     c.nfes = (4, 6, 8, 10, 16)
     c.num_train, c.num_val, c.num_test = 1024, 1024, 1024
@@ -13,7 +16,7 @@ def get_config():
     c.init = "best_baseline"  # or a solver name from compare.baseline_suite, e.g. "euler"
     c.init_grid = "edm"
     c.sigma0 = 1.0  # source-noise scaling (preconditioning for guided models)
-    c.num_steps, c.batch_size, c.learning_rate, c.eval_every = 2000, 64, 5e-3, 100
+    c.num_steps, c.batch_size, c.learning_rate, c.eval_every = 2000, 64, 2e-3, 100
     c.data_range = 2.0
     c.seed = 0
     c.progress = True
