@@ -205,8 +205,12 @@ def plot_psnr_vs_nfe(panels: Mapping[str, Sequence[dict]], filename: str, title:
     for ax, (panel, rows) in zip(axes[0], panels.items()):
         for name in dict.fromkeys(r["solver"] for r in rows):
             pts = sorted((r["nfe"], r["psnr_db"]) for r in rows if r["solver"] == name)
-            ax.plot(*np.array(pts).T, marker="o", label=name)
+            learned = any(r.get("grid") == "learned" for r in rows if r["solver"] == name)
+            style = dict(color="black", lw=3, marker="*", ms=12, zorder=5) if learned else dict(marker="o", lw=1.3)
+            ax.plot(*np.array(pts).T, label=name, **style)
         ax.set_xscale("log", base=2)
+        nfes = sorted({r["nfe"] for r in rows})
+        ax.set_xticks(nfes, [str(n) for n in nfes])
         ax.set_xlabel("NFE (model evaluations)")
         ax.set_ylabel("PSNR vs reference ODE solution (dB)")
         ax.set_title(panel)

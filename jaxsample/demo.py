@@ -63,6 +63,8 @@ def run(out_dir: str = "out/demo", num_samples: int = 512, nfes=NFES, quiet: boo
             rows += compare.compare_learned(gmm, path, prediction, "BNS (learned)",
                                             {n: s for n, s in learned.items() if n in nfes},
                                             num_samples=num_samples, seed=DEMO_SEED, **interval)
+        singular = sorted({r["solver"] for r in rows} - {r["solver"] for r in rows if r["psnr_db"] == r["psnr_db"]})
+        rows = [r for r in rows if r["solver"] not in singular]
         for r in rows:
             r["path"] = name
         panels[f"{name} ({prediction} model)"] = rows
@@ -73,6 +75,9 @@ def run(out_dir: str = "out/demo", num_samples: int = 512, nfes=NFES, quiet: boo
             print(compare.markdown_table(rows))
             print(f"\n## {name}: exact mean log-likelihood of the samples\n")
             print(compare.markdown_table(rows, "loglik"))
+            if singular:
+                print(f"\n(not shown: {', '.join(singular)}: noise-prediction forms divide by alpha, which is 0 "
+                      f"where this path starts)")
             print("\nbest classical solver per NFE: " +
                   ", ".join(f"{n}: {s} ({p} dB)" for n, (s, p) in summary[name].items()))
     plot = os.path.join(out_dir, "psnr_vs_nfe.png")
