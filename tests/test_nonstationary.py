@@ -87,3 +87,23 @@ def test_embedding_errors(gmm):
         ns.embed(js.euler(), path, js.uniform(path, 3), field="score_fn")
     with pytest.raises(ValueError, match="needs times of shape"):
         ns.NonStationary(jnp.zeros(3), jnp.zeros(3), jnp.zeros((3, 3)))
+
+
+EXPONENTIAL = {"ddim": js.ddim, "dpm_solver_2": lambda: js.dpm_solver(2), "dpm_solver_pp_2m": js.dpm_solver_pp_2m,
+               "dpm_solver_pp_3m": js.dpm_solver_pp_3m, "unipc_bh2_3": lambda: js.unipc(3, "bh2"),
+               "deis_tab_3": lambda: js.deis(3), "ipndm (Adams-Bashforth)": js.ipndm}
+
+
+@pytest.mark.parametrize("name", list(EXPONENTIAL))
+def test_embedding_reproduces_exponential_integrators(gmm, name, x64):
+    """DDIM, DPM-Solver(++), UniPC (whose last step skips its corrector under lax.cond), DEIS and
+    iPNDM embed exactly (float64, 1e-9)."""
+    path = js.VPCosine()
+    model = gmm.model(path, "eps")
+    ts = jnp.asarray(js.power(path, 6, **js.compare.edm_interval(path)), jnp.float64)
+    solver = EXPONENTIAL[name]()
+    embedded = ns.embed(solver, path, ts, field="x0", dtype=jnp.float64)
+    assert embedded.num_steps == solver.nfe(6)
+    noise = js.initial_noise(jax.random.key(8), (6, 6), jnp.float64)
+    np.testing.assert_allclose(js.sample(model, embedded, embedded.times, noise),
+                               js.sample(model, solver, ts, noise), atol=1e-9, rtol=1e-9)

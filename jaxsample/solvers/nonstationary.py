@@ -132,7 +132,9 @@ def embed(solver: AbstractSolver, path: AbstractPath, ts, *, field: str = "veloc
     check_prediction(field, "field")
     if solver.is_stochastic:
         raise ValueError(f"solver must be deterministic to embed, got {type(solver).__name__}")
-    with jax.enable_x64(True):
+    # Eager mode: a lax.cond on the (concrete) step index then runs only its taken branch, so the
+    # scripted model sees exactly the calls a real run makes.
+    with jax.enable_x64(True), jax.disable_jit():
         ts64 = jnp.asarray(np.asarray(ts, np.float64))
         num_steps = ts64.shape[0] - 1
         n = solver.nfe(num_steps)
