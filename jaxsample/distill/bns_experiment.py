@@ -91,7 +91,7 @@ def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teac
     digits = len(sample_shape) == 3
     reference_fd = _frechet(test["target"]) if digits else None
     pairs_seconds = time.perf_counter() - t0
-    suite = compare.baseline_suite(model.path)
+    suite = compare.baseline_suite(model.path, grids=config.get("baseline_grids") or None)
 
     rows = []
     for nfe in config.nfes:
