@@ -104,19 +104,25 @@ def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teac
             new = NoiseScaled(model.path, config.sigma0)
             bns_model = change_path(model, new)
             r_start, r_end = (float(equivalent_time(model.path, new, t)) for t in (t_start, t_end))
-        if config.init == "best_baseline" and config.sigma0 == 1.0:
-            init_solver, init_ts, init_name = base["obj"], base["ts"], f"{base['solver']}[{base['grid']}]"
-        else:
-            name = "euler" if config.init == "best_baseline" else config.init
-            solver = suite[name][0]
-            init_ts = get_grid(config.init_grid, bns_model.path, nfe // solver.nfe(1), t_start=r_start, t_end=r_end)
-            init_solver, init_name = solver, f"{name}[{config.init_grid}]"
-        init = bns.BespokeNonStationary.from_solver(init_solver, bns_model.path, init_ts, field=config.field)
-        solver, log = bns.distill(bns_model, train, val, init, num_steps=config.num_steps,
-                                  batch_size=config.batch_size, learning_rate=config.learning_rate,
-                                  eval_every=config.eval_every, seed=config.seed,
-                                  workdir=os.path.join(workdir, f"nfe{nfe}"), data_range=config.data_range,
-                                  progress=config.progress)
+        solver, log, init_name = None, None, None
+        for k, init_kind in enumerate(config.init.split(",")):  # several inits: keep the best on validation
+            init_kind = init_kind.strip()
+            if init_kind == "best_baseline" and config.sigma0 == 1.0:
+                init_solver, init_ts, name = base["obj"], base["ts"], f"{base['solver']}[{base['grid']}]"
+            else:
+                kind = "euler" if init_kind == "best_baseline" else init_kind
+                init_solver = suite[kind][0]
+                init_ts = get_grid(config.init_grid, bns_model.path, nfe // init_solver.nfe(1),
+                                   t_start=r_start, t_end=r_end)
+                name = f"{kind}[{config.init_grid}]"
+            init = bns.BespokeNonStationary.from_solver(init_solver, bns_model.path, init_ts, field=config.field)
+            cand, cand_log = bns.distill(bns_model, train, val, init, num_steps=config.num_steps,
+                                         batch_size=config.batch_size, learning_rate=config.learning_rate,
+                                         eval_every=config.eval_every, seed=config.seed,
+                                         workdir=os.path.join(workdir, f"nfe{nfe}_init{k}"),
+                                         data_range=config.data_range, progress=config.progress)
+            if log is None or cand_log["best_val_psnr_db"] > log["best_val_psnr_db"]:
+                solver, log, init_name = cand, cand_log, name
         bns_test = bns.evaluate_psnr(bns_model, solver, test, data_range=config.data_range)
         fds = {}
         if digits:

@@ -13,8 +13,10 @@ def get_config():
     c.nfes = (4, 6, 8, 10, 16)
     c.num_train, c.num_val, c.num_test = 1024, 1024, 1024
     c.field = "x0"  # the NS coefficients multiply the x0 prediction (best on VP, see the README)
-    c.init = "best_baseline"  # or a solver name from compare.baseline_suite, e.g. "euler"
-    c.init_grid = "edm"
+    # Initialisations to distil from, comma-separated; the best on validation is kept: "best_baseline"
+    # (the best classical solver at this NFE), or a solver name from compare.baseline_suite on init_grid.
+    c.init = "best_baseline,euler"
+    c.init_grid = "quadratic"
     c.sigma0 = 1.0  # source-noise scaling (preconditioning for guided models)
     c.num_steps, c.batch_size, c.learning_rate, c.eval_every = 2000, 64, 2e-3, 100
     c.data_range = 2.0

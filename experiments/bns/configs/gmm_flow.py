@@ -12,5 +12,5 @@ def get_config():
     c = _base()
     c.setting = "rectified_flow"
     c.field = "velocity"  # the BNS paper's choice for flow models
-    c.init_grid = "uniform"
+    c.init_grid = "quadratic"
     return c
