@@ -28,7 +28,6 @@ Example:
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from typing import Mapping, Optional
@@ -113,9 +112,6 @@ class BespokeNonStationary(AbstractSolver):
     @property
     def order(self) -> int:
         return 1
-
-    def nfe(self, num_steps: int) -> int:
-        return num_steps
 
     def init(self, model, ts, x, cond):
         return self.as_ns().init(model, ts, x, cond)

@@ -7,7 +7,6 @@ from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 
 __all__ = ["AbstractSolver", "SimpleState", "per_sample_normal"]
 
@@ -43,12 +42,13 @@ class AbstractSolver(eqx.Module):
     def order(self) -> int:
         """Nominal order of convergence (weak order for stochastic solvers)."""
 
-    @abc.abstractmethod
     def nfe(self, num_steps: int) -> int:
-        """Model evaluations used for ``num_steps`` steps."""
+        """Model evaluations used for ``num_steps`` steps (default: one a step)."""
+        return num_steps
 
-    @abc.abstractmethod
-    def init(self, model, ts, x, cond) -> Any: ...
+    def init(self, model, ts, x, cond) -> Any:
+        """The initial state (default: just the sample, for solvers with no history)."""
+        return SimpleState(x)
 
     @abc.abstractmethod
     def step(self, model, ts, i, state, cond, key) -> Any: ...

@@ -164,12 +164,6 @@ class DDIM(AbstractSolver):
     def order(self) -> int:
         return 1
 
-    def nfe(self, num_steps: int) -> int:
-        return num_steps
-
-    def init(self, model, ts, x, cond):
-        return SimpleState(x)
-
     def step(self, model, ts, i, state, cond, key):
         x = state.x
         a_s, sig_s, lam_s = _sched(model.path, ts[i], x.dtype)
@@ -219,9 +213,6 @@ class DPMSolver(AbstractSolver):
 
     def nfe(self, num_steps: int) -> int:
         return self.solver_order * num_steps
-
-    def init(self, model, ts, x, cond):
-        return SimpleState(x)
 
     def step(self, model, ts, i, state, cond, key):
         x = state.x
@@ -306,9 +297,6 @@ class DPMSolverPP2S(AbstractSolver):
     def nfe(self, num_steps: int) -> int:
         return 2 * num_steps
 
-    def init(self, model, ts, x, cond):
-        return SimpleState(x)
-
     def step(self, model, ts, i, state, cond, key):
         x = state.x
         dt = x.dtype
@@ -378,9 +366,6 @@ class DPMSolverPPMultistep(AbstractSolver):
     @property
     def order(self) -> int:
         return self.solver_order
-
-    def nfe(self, num_steps: int) -> int:
-        return num_steps
 
     def init(self, model, ts, x, cond):
         return MultistepState(x, jnp.zeros((self.solver_order - 1,) + x.shape, x.dtype))
@@ -529,9 +514,6 @@ class IPNDM(AbstractSolver):
     def order(self) -> int:
         return self.max_order
 
-    def nfe(self, num_steps: int) -> int:
-        return num_steps
-
     def init(self, model, ts, x, cond):
         return MultistepState(x, jnp.zeros((self.max_order - 1,) + x.shape, x.dtype))
 
@@ -656,9 +638,6 @@ class UniPC(AbstractSolver):
     def order(self) -> int:
         # UniC raises the predictor's order by one.
         return self.solver_order + 1 if self.corrector else self.solver_order
-
-    def nfe(self, num_steps: int) -> int:
-        return num_steps
 
     def init(self, model, ts, x, cond):
         return UniPCState(x, jnp.zeros((self.solver_order,) + x.shape, x.dtype))
@@ -875,9 +854,6 @@ class DEIS(AbstractSolver):
     @property
     def order(self) -> int:
         return self.solver_order
-
-    def nfe(self, num_steps: int) -> int:
-        return num_steps
 
     def init(self, model, ts, x, cond):
         coeffs = deis_coefficients(model.path, ts, self.solver_order, self.kind,

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsample.models import Model, check_prediction, expand_to
+from jaxsample.models import Model, check_prediction
 from jaxsample.paths import AbstractPath
 from jaxsample.solvers._base import AbstractSolver
 
@@ -93,9 +93,6 @@ class NonStationary(AbstractSolver):
     @property
     def order(self) -> int:
         return 1  # no fixed order: depends on the coefficients
-
-    def nfe(self, num_steps: int) -> int:
-        return num_steps
 
     def init(self, model, ts, x, cond):
         if ts.shape[0] != self.num_steps + 1:

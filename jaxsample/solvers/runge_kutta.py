@@ -76,9 +76,6 @@ class ExplicitRungeKutta(AbstractSolver):
     def nfe(self, num_steps: int) -> int:
         return self.num_stages * num_steps
 
-    def init(self, model, ts, x, cond):
-        return SimpleState(x)
-
     def step(self, model, ts, i, state, cond, key):
         path = model.path
         t, t_next = ts[i], ts[i + 1]

@@ -92,12 +92,6 @@ class EulerMaruyama(AbstractSolver):
     def order(self) -> int:
         return 1
 
-    def nfe(self, num_steps: int) -> int:
-        return num_steps
-
-    def init(self, model, ts, x, cond):
-        return SimpleState(x)
-
     def step(self, model, ts, i, state, cond, key):
         path, x = model.path, state.x
         t, t_next = ts[i], ts[i + 1]
@@ -165,12 +159,6 @@ class DDPMAncestral(AbstractSolver):
     @property
     def order(self) -> int:
         return 1
-
-    def nfe(self, num_steps: int) -> int:
-        return num_steps
-
-    def init(self, model, ts, x, cond):
-        return SimpleState(x)
 
     def step(self, model, ts, i, state, cond, key):
         path, x = model.path, state.x
@@ -265,9 +253,6 @@ class EDMStochasticHeun(AbstractSolver):
     def nfe(self, num_steps: int) -> int:
         """Two calls a step (an upper bound: a step that ends at ``sigma = 0`` uses one)."""
         return 2 * num_steps
-
-    def init(self, model, ts, x, cond):
-        return SimpleState(x)
 
     def step(self, model, ts, i, state, cond, key):
         path, x = model.path, state.x
@@ -381,9 +366,6 @@ class DPMSolverPP2MSDE(AbstractSolver):
     @property
     def order(self) -> int:
         return 2 if self.eta == 0.0 else 1
-
-    def nfe(self, num_steps: int) -> int:
-        return num_steps
 
     def init(self, model, ts, x, cond):
         return DPMSolverPP2MSDEState(x, jnp.zeros_like(x))
