@@ -41,7 +41,7 @@ from jaxsample.models import Model, check_prediction
 from jaxsample.paths import AbstractPath
 from jaxsample.sampling import initial_noise, reference_sample, sample
 from jaxsample.solvers._base import AbstractSolver
-from jaxsample.solvers.nonstationary import NonStationary, embed
+from jaxsample.solvers.nonstationary import NonStationary, embed, parameter_count
 
 __all__ = ["BespokeNonStationary", "make_pairs", "distill", "bns_loss", "evaluate_psnr"]
 
@@ -97,8 +97,7 @@ class BespokeNonStationary(AbstractSolver):
 
     @property
     def num_parameters(self) -> int:
-        n = self.num_steps
-        return n * (n + 5) // 2
+        return parameter_count(self.num_steps)
 
     @property
     def times(self):

@@ -42,7 +42,12 @@ from jaxsample.models import Model, check_prediction
 from jaxsample.paths import AbstractPath
 from jaxsample.solvers._base import AbstractSolver
 
-__all__ = ["NonStationary", "NSState", "embed"]
+__all__ = ["NonStationary", "NSState", "embed", "parameter_count"]
+
+
+def parameter_count(num_steps: int) -> int:
+    """Free parameters of an n-step NS solver as BNS counts them: n times, n of a, n (n + 1) / 2 of b."""
+    return num_steps * (num_steps + 5) // 2
 
 
 class NSState(NamedTuple):
@@ -86,9 +91,8 @@ class NonStationary(AbstractSolver):
 
     @property
     def num_parameters(self) -> int:
-        """Free parameters as counted by BNS: n times, n of a, n (n + 1) / 2 of b."""
-        n = self.num_steps
-        return n * (n + 5) // 2
+        """Free parameters as counted by BNS (see :func:`parameter_count`)."""
+        return parameter_count(self.num_steps)
 
     @property
     def order(self) -> int:
