@@ -96,9 +96,34 @@ def _benchmark_settings():
     }
 
 
+class _Lazy(Mapping):
+    """A mapping built on first use, so that importing jaxsample runs no JAX computation (a
+    multi-host program must call ``jax.distributed.initialize`` before any)."""
+
+    def __init__(self, make):
+        self._make, self._value = make, None
+
+    def _get(self) -> dict:
+        if self._value is None:
+            self._value = self._make()
+        return self._value
+
+    def __getitem__(self, key):
+        return self._get()[key]
+
+    def __iter__(self):
+        return iter(self._get())
+
+    def __len__(self):
+        return len(self._get())
+
+    def __repr__(self):
+        return repr(self._get())
+
+
 #: The two benchmark settings: VP cosine (eps model) on EDM's interval sigma / alpha in
 #: [0.002, 80], and rectified flow (velocity model) on its whole range t in [1, 0].
-BENCHMARK_SETTINGS = _benchmark_settings()
+BENCHMARK_SETTINGS = _Lazy(_benchmark_settings)
 
 
 def compare_solvers(gmm: GaussianMixture, path: AbstractPath, prediction: str,

@@ -299,6 +299,7 @@ def image_batches(
     shuffle: bool = True,
     image_size: Optional[tuple] = None,
     source=None,
+    process_local: bool = False,
 ) -> Callable[[int], dict]:
     """``batch_fn(step) -> {'x', 'label'?}`` over a tfds dataset, via a grain ``MapDataset``.
 
@@ -307,6 +308,10 @@ def image_batches(
     (grain reshuffles each epoch from ``seed``), so it is a pure function of ``(seed, step)``: a
     resumed run reads the same batches. ``image_size=(H, W)`` resizes (nearest) images whose
     size differs (e.g. variable-size sources). ``source`` overrides the tfds lookup.
+
+    ``process_local=True`` (multi-host training): each host reads and decodes only its own rows
+    (:func:`jaxsample.parallel.process_rows`) of each global batch; the returned ``batch_fn`` is
+    marked so that :func:`jaxsample.train.fit` assembles the global batch from the hosts' rows.
     """
     import grain
 
@@ -318,13 +323,25 @@ def image_batches(
     ds = grain.MapDataset.source(source)
     if shuffle:
         ds = ds.shuffle(seed=seed)
-    ds = ds.repeat(None).map(functools.partial(_preprocess, image_size=image_size))
-    ds = ds.batch(batch_size, drop_remainder=True)
+    elements = ds.repeat(None).map(functools.partial(_preprocess, image_size=image_size))
+    ds = elements.batch(batch_size, drop_remainder=True)
 
     def batch_fn(step: int) -> dict:
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}")
         return ds[int(step)]
 
+    def local_batch_fn(step: int) -> dict:
+        from jaxsample.parallel import process_rows
+
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        rows = process_rows(batch_size)
+        items = [elements[int(step) * batch_size + i] for i in range(rows.start, rows.stop)]
+        return {k: np.stack([item[k] for item in items]) for k in items[0]}
+
+    if process_local:
+        batch_fn = local_batch_fn
+        batch_fn.process_local = True
     batch_fn.dataset = ds
     return batch_fn

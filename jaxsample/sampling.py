@@ -67,7 +67,8 @@ def _check_model_and_noise(model, noise, ts, cond, name="noise"):
 
 
 def sample(model: Model, solver: AbstractSolver, ts, noise, *, key=None, cond: Optional[dict] = None,
-           return_trajectory: bool = False, checkpoint: bool = False, check_finite: bool = True):
+           return_trajectory: bool = False, checkpoint: bool = False, check_finite: bool = True,
+           mesh=None):
     """Run ``solver`` over the grid ``ts``, starting from ``x = sigma(ts[0]) * noise``.
 
     Jit-compiled (``eqx.filter_jit``); vmap-able; differentiable with respect to the
@@ -87,6 +88,11 @@ def sample(model: Model, solver: AbstractSolver, ts, noise, *, key=None, cond: O
             so memory grows with the number of steps, not with the model's activations.
         check_finite: raise (``equinox.EquinoxRuntimeError``) if any sample is NaN or
             infinite instead of returning it silently.
+        mesh: a mesh with a ``'data'`` axis (:func:`jaxsample.parallel.make_mesh`): the batch
+            (noise, keys and batched ``cond``) is split over its devices, padded to a multiple of
+            their number; the model and solver are replicated. Same keys, same samples, on any
+            number of devices. On several hosts every host passes the same full ``noise``;
+            :func:`jaxsample.parallel.gather` fetches the sharded result.
 
     Returns:
         The samples at ``ts[-1]``, or ``(samples, trajectory)``.
@@ -106,8 +112,31 @@ def sample(model: Model, solver: AbstractSolver, ts, noise, *, key=None, cond: O
                              f"got shape {key.shape}")
     else:
         key = None
-    return _sample(model, solver, jnp.asarray(ts, noise.dtype), noise, key, cond, return_trajectory,
-                   checkpoint, check_finite)
+    ts = jnp.asarray(ts, noise.dtype)
+    if mesh is None:
+        return _sample(model, solver, ts, noise, key, cond, return_trajectory, checkpoint, check_finite)
+    (noise, key, cond), size = _shard(mesh, (noise, key, cond))
+    out = _sample(model, solver, ts, noise, key, cond, return_trajectory, checkpoint, check_finite)
+    if noise.shape[0] == size:  # no padding: keep the result sharded as it is
+        return out
+    if return_trajectory:
+        return out[0][:size], out[1][:, :size]
+    return out[:size]
+
+
+def _shard(mesh, batch):
+    """Split the arrays of ``batch`` whose leading axis is the batch (the first leaf's) over the
+    mesh's ``'data'`` axis, padded to a multiple of its size; replicate the rest."""
+    from jaxsample import parallel
+
+    leaves, treedef = jax.tree_util.tree_flatten(batch)
+    size = leaves[0].shape[0]
+    batched = [jnp.ndim(a) >= 1 and a.shape[0] == size for a in leaves]
+    padded, _ = parallel.pad_batch([a for a, b in zip(leaves, batched) if b], parallel.num_shards(mesh))
+    sharded = iter(parallel.shard_batch(padded, mesh))
+    replicated = iter(parallel.replicate([a for a, b in zip(leaves, batched) if not b], mesh))
+    leaves = [next(sharded) if b else next(replicated) for b in batched]
+    return jax.tree_util.tree_unflatten(treedef, leaves), size
 
 
 def _raise_model(model):
@@ -129,9 +158,12 @@ def _sample(model, solver, ts, noise, keys, cond, return_trajectory, checkpoint,
     state, traj = jax.lax.scan(body, state, jnp.arange(ts.shape[0] - 1))
     out = state.x
     if check_finite:
-        out = eqx.error_if(out, ~jnp.all(jnp.isfinite(out)),
-                           f"sample: {type(solver).__name__} produced NaN or inf samples (is the model "
-                           f"finite on the whole grid? e.g. an eps or x0 model divides by alpha or sigma)")
+        # The check is tied to a scalar, not to ``out``: error_if on a sharded array would
+        # gather it onto every device.
+        zero = eqx.error_if(jnp.zeros((), out.dtype), ~jnp.all(jnp.isfinite(out)),
+                            f"sample: {type(solver).__name__} produced NaN or inf samples (is the model "
+                            f"finite on the whole grid? e.g. an eps or x0 model divides by alpha or sigma)")
+        out = out + zero
     if return_trajectory:
         return out, jnp.concatenate([x[None], traj], axis=0)
     return out
@@ -142,7 +174,7 @@ _DIFFRAX_SOLVERS = {"dopri8": diffrax.Dopri8, "dopri5": diffrax.Dopri5, "tsit5":
 
 def reference_sample(model: Model, noise, *, t_start=None, t_end=None, cond: Optional[dict] = None,
                      solver: str = "dopri8", rtol: float = 1e-7, atol: float = 1e-7,
-                     save_ts=None, max_steps: int = 100_000):
+                     save_ts=None, max_steps: int = 100_000, mesh=None):
     """Ground truth: the probability-flow ODE solved by an adaptive diffrax solver.
 
     Each sample is solved on its own (vmapped), so the answer does not depend on the
@@ -158,6 +190,7 @@ def reference_sample(model: Model, noise, *, t_start=None, t_end=None, cond: Opt
         save_ts: optional decreasing times at which to return the solution as well;
             then returns an array of shape ``(len(save_ts), *noise.shape)``.
         max_steps: step budget per sample; exceeding it raises.
+        mesh: split the batch over the ``'data'`` axis of this mesh, as in :func:`sample`.
     """
     cond = {} if cond is None else dict(cond)
     path = model.path if isinstance(model, Model) else _raise_model(model)
@@ -170,7 +203,13 @@ def reference_sample(model: Model, noise, *, t_start=None, t_end=None, cond: Opt
     if save_ts is not None:
         check_grid(path, save_ts, "save_ts")
         save_ts = jnp.asarray(save_ts, noise.dtype)
-    return _reference(model, noise, t_start, t_end, cond, solver, rtol, atol, save_ts, max_steps)
+    if mesh is None:
+        return _reference(model, noise, t_start, t_end, cond, solver, rtol, atol, save_ts, max_steps)
+    (noise, cond), size = _shard(mesh, (noise, cond))
+    out = _reference(model, noise, t_start, t_end, cond, solver, rtol, atol, save_ts, max_steps)
+    if noise.shape[0] == size:
+        return out
+    return out[:size] if save_ts is None else out[:, :size]
 
 
 @eqx.filter_jit

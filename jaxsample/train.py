@@ -39,8 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
+
+from jaxsample import parallel
 
 __all__ = [
     "TrainState",
@@ -156,38 +156,9 @@ data-parallel over the mesh.
 """
 
 
-def make_mesh(num_devices: Optional[int] = None, devices=None):
-    """A 1-D device mesh with axis ``'data'`` over ``devices`` (default: the first
-    ``num_devices`` of ``jax.devices()``, or all of them)."""
-    if devices is None:
-        all_devices = jax.devices()
-        if num_devices is None:
-            num_devices = len(all_devices)
-        if not 1 <= num_devices <= len(all_devices):
-            raise ValueError(f"num_devices must be in [1, {len(all_devices)}], got {num_devices}")
-        devices = all_devices[:num_devices]
-    devices = list(devices)
-    # Auto axes: jit's sharding propagation (GSPMD) partitions the step; no sharding-in-types.
-    return jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
-
-
-def shard_batch(batch, mesh):
-    """Put every array of ``batch`` on ``mesh``, split along its leading axis over ``'data'``."""
-    n = mesh.shape["data"]
-
-    def put(a):
-        a = jnp.asarray(a) if not isinstance(a, (np.ndarray, jax.Array)) else a
-        if a.ndim == 0 or a.shape[0] % n:
-            raise ValueError(f"batch_size (leading axis {a.shape[:1]}) must be divisible by the "
-                             f"number of devices in the mesh ({n})")
-        return jax.device_put(a, NamedSharding(mesh, P("data")))
-
-    return jax.tree_util.tree_map(put, batch)
-
-
-def replicate(tree, mesh):
-    """Copy every array of ``tree`` (e.g. a :class:`TrainState`) to every device of ``mesh``."""
-    return jax.device_put(tree, NamedSharding(mesh, P()))
+make_mesh = parallel.make_mesh
+shard_batch = parallel.shard_batch
+replicate = parallel.replicate
 
 
 def make_optimizer(learning_rate: float = 1e-3, *, warmup_steps: int = 0, decay_steps: int = 0,
@@ -332,6 +303,8 @@ def fit(
         raise ValueError("batch_fn must be callable as batch_fn(step) -> batch")
     if checkpoint_every is not None and workdir is None:
         raise ValueError("checkpoint_every needs a workdir to write checkpoints to")
+    main = parallel.is_main_process()
+    process_local = bool(getattr(batch_fn, "process_local", False))
     if mesh is not None:
         if tuple(mesh.axis_names) != ("data",):
             raise ValueError(f"mesh must have the single axis 'data', got {mesh.axis_names}")
@@ -346,18 +319,19 @@ def fit(
         if restore and latest is not None:
             arrays = mngr.restore(latest, args=ocp.args.StandardRestore(_abstract(state.arrays())))
             state = state.replace_arrays(arrays)
-            _truncate_metrics(workdir, latest)
+            if main:
+                _truncate_metrics(workdir, latest)
 
     start = int(state.step)
     history = []
-    metrics_file = open(os.path.join(workdir, "metrics.jsonl"), "a") if workdir is not None else None
+    metrics_file = open(os.path.join(workdir, "metrics.jsonl"), "a") if workdir is not None and main else None
     try:
-        bar = tqdm(total=num_steps, initial=start, disable=not progress, desc="train", dynamic_ncols=True)
+        bar = tqdm(total=num_steps, initial=start, disable=not (progress and main), desc="train", dynamic_ncols=True)
         last_time = time.perf_counter()
         for step in range(start, num_steps):
             batch = batch_fn(step)
             if mesh is not None:
-                batch = shard_batch(batch, mesh)
+                batch = shard_batch(batch, mesh, process_local=process_local)
             state, metrics = train_step(state, batch, loss_fn)
             done = step + 1
             record = None

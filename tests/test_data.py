@@ -137,6 +137,27 @@ def test_tfds_mock_pipelines():
         assert imnet["x"].shape == (2, 64, 64, 3) and "label" not in imnet
 
 
+def test_tfds_process_local_rows_make_up_the_global_batch(monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    pytest.importorskip("grain")
+    import jax
+
+    with tfds.testing.mock_data(num_examples=10):
+        full = data.image_batches("mnist", 4, data_dir="/nonexistent/tfds", seed=3)
+        one = data.image_batches("mnist", 4, data_dir="/nonexistent/tfds", seed=3, process_local=True)
+        assert one.process_local and not getattr(full, "process_local", False)
+        for k in ("x", "label"):  # a single host reads the whole batch
+            np.testing.assert_array_equal(one(5)[k], full(5)[k])
+        monkeypatch.setattr(jax, "process_count", lambda: 2)
+        parts = []
+        for index in (0, 1):
+            monkeypatch.setattr(jax, "process_index", lambda index=index: index)
+            parts.append(one(5))
+        for k in ("x", "label"):  # host 0 reads rows 0-1 and host 1 rows 2-3 of the same batch
+            assert parts[0][k].shape[0] == 2
+            np.testing.assert_array_equal(np.concatenate([parts[0][k], parts[1][k]]), full(5)[k])
+
+
 def test_tfds_missing_dataset_error_names_dataset_and_dir(tmp_path):
     pytest.importorskip("tensorflow_datasets")
     with pytest.raises(data.DatasetNotPreparedError, match=r"'mnist'.*" + str(tmp_path)):
