@@ -775,10 +775,12 @@ def step_orders(order: int, num_steps: int, lower_order_final: bool = False,
 
 def deis_coefficients(path, ts, order: int, kind: str = "tab", *, lower_order_final: bool = False,
                       lower_order_final_below: Optional[int] = None, num_quadrature: int = 32,
-                      dtype=None):
+                      dtype=None, weight=None):
     """The DEIS eps coefficients ``C[i, j]`` (shape ``(num_steps, order)``) for grid ``ts``.
 
-    Traceable in ``ts``. See the module docstring for the formula.
+    Traceable in ``ts``. See the module docstring for the formula. ``weight``, a function of
+    ``t``, multiplies the integrand (``C_ij = alpha_{i+1} int l_j(tau) weight(tau) drho``): DEIS-SN's
+    score normaliser ``r(t)`` (:mod:`jaxsample.solvers.deis_sn`); ``None`` is 1.
     """
     _check_choice("order", order, (1, 2, 3, 4))
     _check_choice("kind", kind, KINDS)
@@ -792,7 +794,9 @@ def deis_coefficients(path, ts, order: int, kind: str = "tab", *, lower_order_fi
     u, w = np.polynomial.legendre.leggauss(num_quadrature)
     u, w = jnp.asarray(0.5 * (u + 1.0), dt), jnp.asarray(0.5 * w, dt)
     lam_q = lam[:-1, None] + u[None, :] * h[:, None]  # (n, K)
-    weight = w[None, :] * h[:, None] * jnp.exp(-h[:, None] * u[None, :])
+    weight_q = w[None, :] * h[:, None] * jnp.exp(-h[:, None] * u[None, :])
+    if weight is not None:
+        weight_q = weight_q * jnp.asarray(weight(path.t_from_lam(lam_q).astype(dt)), dt)
 
     if kind == "tab":
         var_nodes, var_q = ts, path.t_from_lam(lam_q).astype(dt)
@@ -822,7 +826,7 @@ def deis_coefficients(path, ts, order: int, kind: str = "tab", *, lower_order_fi
             for k in range(q):
                 if k != j:
                     basis = basis * (pts - nodes[k][:, None]) / (nodes[j] - nodes[k])[:, None]
-            cols.append(-scale * jnp.sum(weight * basis, axis=1))
+            cols.append(-scale * jnp.sum(weight_q * basis, axis=1))
         c_q = jnp.stack(cols + [jnp.zeros_like(scale)] * (order - q), axis=1)
         coeffs = jnp.where(jnp.asarray(qs == q)[:, None], c_q, coeffs)
     return coeffs
