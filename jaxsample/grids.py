@@ -43,14 +43,26 @@ def _with_exact_ends(ts, t_start, t_end):
 
 
 def uniform(path: AbstractPath, num_steps: int, t_start=None, t_end=None):
-    """Uniform in t."""
+    """Uniform in t.
+
+    Example:
+        >>> from jaxsample import grids, paths
+        >>> grids.uniform(paths.RectifiedFlow(), 4).tolist()
+        [1.0, 0.75, 0.5, 0.25, 0.0]
+    """
     n = _check_num_steps(num_steps)
     t_start, t_end = _ends(path, t_start, t_end)
     return jnp.linspace(t_start, t_end, n + 1)
 
 
 def power(path: AbstractPath, num_steps: int, kappa: float = 2.0, t_start=None, t_end=None):
-    """Uniform in t^(1/kappa): kappa = 2 is DPM-Solver's and DEIS's `time_quadratic`."""
+    """Uniform in t^(1/kappa): kappa = 2 is DPM-Solver's and DEIS's `time_quadratic`.
+
+    Example:
+        >>> from jaxsample import grids, paths
+        >>> grids.power(paths.RectifiedFlow(), 2).tolist()      # finer near the data end, t = 0
+        [1.0, 0.25, 0.0]
+    """
     n = _check_num_steps(num_steps)
     if not kappa > 0:
         raise ValueError(f"kappa must be positive, got {kappa}")
@@ -60,7 +72,17 @@ def power(path: AbstractPath, num_steps: int, kappa: float = 2.0, t_start=None, 
 
 
 def logsnr_uniform(path: AbstractPath, num_steps: int, t_start=None, t_end=None):
-    """Uniform in half log-SNR lam (DPM-Solver's `logSNR`, DEIS's uniform in log rho)."""
+    """Uniform in half log-SNR lam (DPM-Solver's `logSNR`, DEIS's uniform in log rho).
+
+    Example:
+        >>> import numpy as np
+        >>> from jaxsample import grids, paths
+        >>> path = paths.VPCosine()
+        >>> ts = grids.logsnr_uniform(path, 4, t_start=0.9, t_end=0.1)
+        >>> steps = np.diff(np.asarray(path.lam(ts)))
+        >>> bool(np.allclose(steps, steps[0], rtol=1e-4)), bool(steps[0] > 0)
+        (True, True)
+    """
     n = _check_num_steps(num_steps)
     t_start, t_end = _ends(path, t_start, t_end)
     lam = jnp.linspace(path.lam(t_start), path.lam(t_end), n + 1)
@@ -71,6 +93,11 @@ def edm(path: AbstractPath, num_steps: int, rho: float = 7.0, t_start=None, t_en
     """Karras et al. (2022) spacing, uniform in r^(1/rho) for r = sigma / alpha.
 
     On the EDM path (alpha = 1) these are exactly EDM's sigmas without the final 0.
+
+    Example:
+        >>> from jaxsample import grids, paths
+        >>> [round(float(t), 3) for t in grids.edm(paths.EDM(), 2)]
+        [80.0, 2.515, 0.002]
     """
     n = _check_num_steps(num_steps)
     if not rho > 0:
@@ -86,7 +113,13 @@ GRIDS = {"uniform": uniform, "power": power, "quadratic": power, "logsnr": logsn
 
 
 def get_grid(name: str, path: AbstractPath, num_steps: int, **kwargs):
-    """A grid by name: 'uniform', 'power'/'quadratic', 'logsnr' or 'edm'."""
+    """A grid by name: 'uniform', 'power'/'quadratic', 'logsnr' or 'edm'.
+
+    Example:
+        >>> from jaxsample import grids, paths
+        >>> grids.get_grid("quadratic", paths.RectifiedFlow(), 2).tolist()
+        [1.0, 0.25, 0.0]
+    """
     if name not in GRIDS:
         raise ValueError(f"grid must be one of {sorted(GRIDS)}, got {name!r}")
     return GRIDS[name](path, num_steps, **kwargs)
@@ -98,6 +131,14 @@ def check_grid(path: AbstractPath, ts, name: str = "ts", strict: bool = True) ->
     Valid: 1-D, at least two times (one step), finite, strictly decreasing, inside
     the path's range. With ``strict=False``, repeated times are allowed (``ts[0] > ts[-1]``
     still). Traced grids (inside jit) are not checked.
+
+    Example:
+        >>> from jaxsample import grids, paths
+        >>> grids.check_grid(paths.RectifiedFlow(), [1.0, 0.5, 0.0])   # valid: returns None
+        >>> grids.check_grid(paths.RectifiedFlow(), [0.0, 1.0])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: ts must be strictly decreasing ...
     """
     try:
         arr = np.asarray(ts)

@@ -63,7 +63,13 @@ _PATHS = {"RectifiedFlow": paths.RectifiedFlow, "VPCosine": paths.VPCosine}
 
 
 def list_teachers() -> list:
-    """Names accepted by :func:`load_teacher` and :func:`teacher_card` (sorted)."""
+    """Names accepted by :func:`load_teacher` and :func:`teacher_card` (sorted).
+
+    Example:
+        >>> import jaxsample as js
+        >>> js.list_teachers()
+        ['checkerboard_flow', 'digits_classifier', 'digits_flow', 'digits_vp']
+    """
     return sorted(TEACHERS)
 
 
@@ -78,7 +84,14 @@ def _card(name: str) -> str:
 
 
 def teacher_card(name: str) -> dict:
-    """The JSON card of teacher ``name`` as a dict (a fresh copy each call)."""
+    """The JSON card of teacher ``name`` as a dict (a fresh copy each call).
+
+    Example:
+        >>> from jaxsample import teachers
+        >>> card = teachers.teacher_card("digits_vp")
+        >>> card["path"], card["prediction"], card["module"]
+        ('VPCosine', 'v', 'UNet')
+    """
     _check_name(name)
     return json.loads(_card(name))
 
@@ -142,6 +155,16 @@ def load_teacher(name: str) -> Model:
     Raises:
         ValueError: for an unknown name (the message lists the valid ones), or for
             ``'digits_classifier'`` (use :func:`load_digits_classifier`).
+
+    Example:
+        >>> import jax
+        >>> import jaxsample as js
+        >>> model = js.load_teacher("checkerboard_flow")
+        >>> type(model.path).__name__, model.prediction
+        ('RectifiedFlow', 'velocity')
+        >>> noise = js.initial_noise(jax.random.key(0), (4, 2))
+        >>> js.sample(model, js.heun(), js.uniform(model.path, 4), noise).shape
+        (4, 2)
     """
     _check_name(name)
     if name not in _GENERATIVE:

@@ -39,7 +39,18 @@ class ProbabilityFlow(eqx.Module):
 
 
 def probability_flow_term(model) -> diffrax.ODETerm:
-    """A ``diffrax.ODETerm`` for the model's probability-flow ODE."""
+    """A ``diffrax.ODETerm`` for the model's probability-flow ODE.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> import jaxsample as js
+        >>> gmm = js.GaussianMixture.random(jax.random.key(0), dim=2, num_components=2)
+        >>> model = gmm.model(js.RectifiedFlow(), "velocity")
+        >>> term = js.probability_flow_term(model)
+        >>> x, t = jnp.ones((3, 2)), jnp.asarray(0.5)
+        >>> bool(jnp.allclose(term.vf(t, x, {}), model.velocity(x, t)))
+        True
+    """
     return diffrax.ODETerm(ProbabilityFlow(model))
 
 
@@ -83,7 +94,21 @@ class DiffraxAdapter(diffrax.AbstractSolver):
 
 
 def as_diffrax(solver: AbstractSolver, ts) -> DiffraxAdapter:
-    """Wrap a deterministic jaxsample solver for ``diffrax.diffeqsolve`` on grid ``ts``."""
+    """Wrap a deterministic jaxsample solver for ``diffrax.diffeqsolve`` on grid ``ts``.
+
+    Use it with ``stepsize_controller=diffrax.StepTo(ts)`` and :func:`probability_flow_term`;
+    the solution at ``ts[-1]`` equals ``jaxsample.sample``'s (see the module example).
+
+    Raises:
+        ValueError: if ``solver`` is stochastic.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxsample as js
+        >>> adapter = js.as_diffrax(js.dpm_solver_pp_2m(), jnp.linspace(1.0, 0.0, 5))
+        >>> adapter.order(None)
+        2
+    """
     if solver.is_stochastic:
         raise ValueError(f"solver must be deterministic to run in diffrax, got {type(solver).__name__}")
     return DiffraxAdapter(solver, jnp.asarray(ts))

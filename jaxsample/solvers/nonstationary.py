@@ -129,6 +129,13 @@ def embed(solver: AbstractSolver, path: AbstractPath, ts, *, field: str = "veloc
 
     Raises:
         ValueError: if the solver is stochastic, or turns out not to be linear and causal.
+
+    Example:
+        >>> import jaxsample as js
+        >>> path = js.RectifiedFlow()
+        >>> ns = js.embed(js.euler(), path, js.uniform(path, 2))   # Euler: x_{i+1} = x_0 + sum_j h_j u_j
+        >>> ns.a.tolist(), ns.b.tolist()
+        ([1.0, 1.0], [[-0.5, 0.0], [-0.5, -0.5]])
     """
     check_prediction(field, "field")
     if solver.is_stochastic:
