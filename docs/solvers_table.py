@@ -1,0 +1,215 @@
+"""Generate docs/solvers.md, the table of every jaxsample solver, from the code.
+
+Usage: ``python docs/solvers_table.py`` rewrites ``docs/solvers.md``; ``--check`` exits 1 if it is stale.
+
+Each row names its constructor and one or more example calls; the class, order, model calls per
+step and deterministic/stochastic columns are computed from those solver objects (``type(s)``,
+``s.order``, ``s.nfe(1)``, ``s.is_stochastic``), so they cannot drift from the code.
+``tests/test_docs.py`` checks that the committed file equals this script's output and that every
+solver exported by ``jaxsample.solvers`` and ``jaxsample.distill`` has a row.
+To add a solver: add a :class:`Row` to :data:`ROWS` (or fill a pending one) and rerun the script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+OUT = Path(__file__).resolve().parent / "solvers.md"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One solver (or family of solvers) in the table.
+
+    Attributes:
+        name: the method's usual name.
+        constructor: how a user builds it (shown verbatim).
+        examples: Python expressions evaluated in :func:`namespace`, each building a solver; the
+            computed columns list their values, separated by ' / ' when they differ.
+        output: the model output its update uses (and so which paths it can start on).
+        learned: 'no', or what is learned.
+        reference: paper(s) with arXiv ids.
+        order: overrides the computed order column (e.g. for learned solvers whose order depends on
+            their coefficients); ``None`` computes it.
+        pending: a method being added; its computed columns are left for the lead to fill.
+    """
+
+    name: str
+    constructor: str
+    examples: tuple = ()
+    output: str = ""
+    learned: str = "no"
+    reference: str = ""
+    order: Optional[str] = None
+    pending: bool = False
+    notes: str = field(default="")
+
+
+KARRAS = "Karras et al. 2022, arXiv 2206.00364"
+LU = "Lu et al. 2022, arXiv 2206.00927"
+LU_PP = "Lu et al. 2022, arXiv 2211.01095"
+DEIS = "Zhang & Chen 2023, arXiv 2204.13902"
+BNS = "Shaul et al. 2024, arXiv 2403.01329"
+
+ROWS = [
+    Row("Euler", "euler(space='t')", ("euler()",), "velocity (`space='edm'`: eps)",
+        reference=f"classical; `space='edm'`: {KARRAS}"),
+    Row("Heun", "heun(space='t')", ("heun()",), "velocity (`space='edm'`: eps)",
+        reference=f"classical; `space='edm'` is EDM's deterministic sampler, {KARRAS}"),
+    Row("explicit midpoint", "midpoint(space='t')", ("midpoint()",), "velocity (`space='edm'`: eps)",
+        reference="classical"),
+    Row("Kutta's third order", "kutta3(space='t')", ("kutta3()",), "velocity (`space='edm'`: eps)",
+        reference="classical"),
+    Row("classical Runge-Kutta", "rk4(space='t')", ("rk4()",), "velocity (`space='edm'`: eps)",
+        reference="classical"),
+    Row("DDIM", "ddim()", ("ddim()",), "x0", reference="Song et al. 2021, arXiv 2010.02502"),
+    Row("DPM-Solver-1/2/3 (singlestep)", "dpm_solver(order=3)",
+        ("dpm_solver(1)", "dpm_solver(2)", "dpm_solver(3)"), "eps", reference=LU),
+    Row("DPM-Solver++(2S)", "dpm_solver_pp_2s(r1=0.5)", ("dpm_solver_pp_2s()",), "x0", reference=LU_PP),
+    Row("DPM-Solver++(2M)", "dpm_solver_pp_2m()", ("dpm_solver_pp_2m()",), "x0", reference=LU_PP),
+    Row("DPM-Solver++(3M)", "dpm_solver_pp_3m()", ("dpm_solver_pp_3m()",), "x0", reference=LU_PP),
+    Row("UniPC (UniP-p + UniC, bh1/bh2)", "unipc(order=2, variant='bh2')", ("unipc(1)", "unipc(2)", "unipc(3)"),
+        "x0", reference="Zhao et al. 2023, arXiv 2302.04867",
+        notes="the corrector reuses the next step's model call, so order p + 1 at one call a step"),
+    Row("DEIS (tAB / rhoAB / log-rho AB)", "deis(order=3, kind='tab')",
+        ("deis(1)", "deis(2)", "deis(3)", "deis(4)"), "eps", reference=DEIS),
+    Row("iPNDM", "ipndm(order=4)", ("ipndm(1)", "ipndm(2)", "ipndm(3)", "ipndm(4)"), "eps",
+        reference=f"{DEIS}; Zhou et al. 2024 (AMED), arXiv 2312.00094",
+        notes="nominal order on grids uniform in sigma/alpha; lower on others"),
+    Row("Euler-Maruyama (reverse SDE)", "euler_maruyama()", ("euler_maruyama()",), "x0 and eps",
+        reference="Song et al. 2021, arXiv 2011.13456", notes="weak order"),
+    Row("DDPM ancestral / DDIM-eta", "ddpm_ancestral(eta=1.0)", ("ddpm_ancestral()",), "x0",
+        reference="Ho et al. 2020, arXiv 2006.11239; Song et al. 2021, arXiv 2010.02502",
+        notes="weak order; `eta=0` is DDIM"),
+    Row("EDM stochastic Heun (churn)", "edm_stochastic_heun(s_churn=0.0, s_min, s_max, s_noise)",
+        ("edm_stochastic_heun()",), "x0 and eps", reference=KARRAS,
+        notes="weak order; one call on a final step to sigma = 0"),
+    Row("DPM-Solver++(2M) SDE", "dpm_solver_pp_2m_sde(eta=1.0, solver_type='midpoint')",
+        ("dpm_solver_pp_2m_sde(eta=1.0)", "dpm_solver_pp_2m_sde(eta=0.0)"), "x0", reference=LU_PP,
+        notes="weak order 1 with `eta=1`; `eta=0` is deterministic DPM-Solver++(2M)"),
+    Row("non-stationary (NS) solver", "NonStationary(times, a, b, field) / embed(solver, path, ts)",
+        ("embed(euler(), RectifiedFlow(), uniform(RectifiedFlow(), 2))",), "velocity, x0 or eps (`field`)",
+        reference=BNS, order="that of the embedded solver",
+        notes="`embed` gives the exact NS coefficients of any deterministic linear solver"),
+    Row("Bespoke Non-Stationary (BNS)", "distill.bns.distill(model, train, val, init) / BespokeNonStationary.load(f)",
+        ("bns.BespokeNonStationary.from_solver(euler(), RectifiedFlow(), uniform(RectifiedFlow(), 2))",),
+        "velocity, x0 or eps (`field`)", learned="times and coefficients, n (n + 5) / 2 parameters",
+        reference=BNS, order="- (learned)", notes="sample with `ts = solver.times`; shipped ones in `jaxsample/assets/bns`"),
+    Row("DEIS-SN (score-normalised DEIS)", "*(to be filled)*", (), "eps",
+        learned="offline score statistics", reference="Xia et al. 2023, arXiv 2311.00157", pending=True),
+    Row("AdaSDE", "*(to be filled)*", (), "x0 and eps", learned="per-step stochastic coefficients",
+        reference="Wang et al. 2025, arXiv 2510.23285", pending=True),
+    Row("progressive distillation (student network)", "*(to be filled)*", (), "", learned="a student network",
+        reference="Salimans & Ho 2022, arXiv 2202.00512", pending=True),
+    Row("catch-up distillation (student network)", "*(to be filled)*", (), "velocity",
+        learned="a student network", reference="Shao et al. 2023, arXiv 2305.10769", pending=True),
+]
+
+#: Public callables of ``jaxsample.solvers`` that are not solver constructors.
+NOT_SOLVERS = ("as_diffrax", "probability_flow_term", "per_sample_normal", "deis_coefficients", "step_orders",
+               "effective_order", "parameter_count")
+
+
+def namespace() -> dict:
+    """Names the example expressions may use: every export of ``jaxsample.solvers``, paths and grids."""
+    import jaxsample.solvers as solvers
+    from jaxsample import grids, paths
+    from jaxsample.distill import bns
+
+    ns = {name: getattr(solvers, name) for name in solvers.__all__}
+    ns.update({name: getattr(paths, name) for name in paths.__all__})
+    ns.update({name: getattr(grids, name) for name in grids.__all__})
+    ns["bns"] = bns
+    return ns
+
+
+def _join(values) -> str:
+    values = [str(v) for v in values]
+    return values[0] if len(set(values)) == 1 else " / ".join(values)
+
+
+def computed(row: Row, ns: Optional[dict] = None) -> dict:
+    """The columns computed from the row's example solvers: class, order, nfe (calls a step), kind."""
+    if row.pending:
+        return {"class": "", "order": "", "nfe": "", "kind": ""}
+    ns = namespace() if ns is None else ns
+    objs = [eval(expr, dict(ns)) for expr in row.examples]  # noqa: S307 - our own fixed expressions
+    return {
+        "class": _join(f"`{type(s).__name__}`" for s in objs),
+        "order": row.order if row.order is not None else _join(s.order for s in objs),
+        "nfe": _join(s.nfe(1) for s in objs),
+        "kind": _join("stochastic" if s.is_stochastic else "deterministic" for s in objs),
+        "objects": objs,
+    }
+
+
+HEADER = """# Solvers
+
+Every solver in jaxsample, in one table. Build one with its constructor (all are exported by
+`jaxsample.solvers`, and the classical ones by `jaxsample` itself) and run it with
+`jaxsample.sample(model, solver, ts, noise, key=...)`; learned solvers own their times
+(`ts = solver.times`). The class, order, model calls per step and deterministic/stochastic columns
+are computed from the code by `docs/solvers_table.py`, which writes this file
+(`tests/test_docs.py` fails when it is stale or a solver is missing); where a row lists several
+values they belong to the example calls shown after the constructor, in order.
+
+- **order**: the nominal order of convergence in the step size (weak order for stochastic solvers).
+  Multistep methods warm up with lower orders, and most lower the order of their last steps on
+  short grids (`lower_order_final`).
+- **calls / step**: model evaluations per step, so a budget of NFE model calls buys `NFE / calls` steps.
+- **model output**: the prediction the update is written in. Any model works with any solver
+  (predictions are converted through the path), but updates in eps divide by alpha, so they
+  cannot start where alpha = 0 (rectified flow at t = 1): start such grids below t = 1 or use an
+  x0 or velocity solver there.
+- Rows marked *(to be filled)* are methods being added (issue 11); their columns are filled when
+  they land.
+
+"""
+
+FOOTER = """
+Every deterministic solver also runs inside `diffrax.diffeqsolve`: `jaxsample.solvers.as_diffrax(solver, ts)`
+with `jaxsample.solvers.probability_flow_term(model)` and `diffrax.StepTo(ts)` gives the same numbers.
+The ground truth every solver is measured against is `jaxsample.reference_sample` (diffrax Dopri8, adaptive).
+"""
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render() -> str:
+    ns = namespace()
+    lines = ["| method | constructor | class | order | calls / step | kind | learned | model output | reference | notes |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in ROWS:
+        c = computed(row, ns)
+        constructor = row.constructor if row.pending else f"`{row.constructor}`"
+        if len(row.examples) > 1:
+            constructor += "; " + ", ".join(f"`{e}`" for e in row.examples)
+        cells = [row.name, constructor, c["class"], c["order"], c["nfe"], c["kind"], row.learned, row.output,
+                 row.reference, row.notes]
+        lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
+    return HEADER + "\n".join(lines) + "\n" + FOOTER
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Write docs/solvers.md from the code.")
+    parser.add_argument("--check", action="store_true", help="exit 1 if docs/solvers.md is stale")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        if not OUT.exists() or OUT.read_text() != text:
+            print(f"{OUT} is stale: run python docs/solvers_table.py", file=sys.stderr)
+            return 1
+        return 0
+    OUT.write_text(text)
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
