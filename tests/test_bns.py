@@ -83,6 +83,22 @@ def test_interrupted_distillation_resumes_exactly(setup, tmp_path, monkeypatch):
     assert log_resumed["best_step"] == log_straight["best_step"]
 
 
+def test_distillation_same_on_1_and_8_devices(setup):
+    model, train, val = setup
+    mesh = js.parallel.make_mesh(8)
+    sharded_val = bns.make_pairs(model, 20, (8,), seed=1, mesh=mesh)  # 20: padded to 24 and cut back
+    np.testing.assert_allclose(sharded_val["target"], val["target"][:20], rtol=0, atol=1e-5)
+    init = bns.BespokeNonStationary.from_solver(js.euler(), model.path, js.uniform(model.path, 3))
+    kwargs = dict(num_steps=20, eval_every=10, batch_size=32, learning_rate=5e-3, progress=False)
+    one, log_one = bns.distill(model, train, val, init, **kwargs)
+    eight, log_eight = bns.distill(model, train, val, init, mesh=mesh, **kwargs)
+    for k in ("time_logits", "a", "b"):
+        np.testing.assert_allclose(eight.params()[k], one.params()[k], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose([r["val_psnr_db"] for r in log_eight["validation"]],
+                               [r["val_psnr_db"] for r in log_one["validation"]], rtol=0, atol=1e-3)
+    assert log_one["best_val_psnr_db"] > log_one["init_val_psnr_db"] + 1.0  # it did train
+
+
 def test_bad_arguments(setup):
     model, train, val = setup
     init = bns.BespokeNonStationary.from_solver(js.euler(), model.path, js.uniform(model.path, 3))

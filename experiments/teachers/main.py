@@ -37,12 +37,13 @@ import optax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxsample import data, features, objectives, sampling, teachers, train
+from jaxsample import data, features, objectives, parallel, sampling, teachers, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to the config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, weights, card and figures.")
 flags.mark_flags_as_required(["config", "workdir"])
+parallel.define_flags()  # --coordinator_address, --num_processes, --process_id, --distributed_auto
 
 
 def _command() -> str:
@@ -66,6 +67,8 @@ def _num_params(params) -> int:
 
 
 def _save_digits_grid(images, path, ncols=10, upscale=4):
+    if not parallel.is_main_process():
+        return
     from PIL import Image
 
     images = np.asarray(images)[..., 0]
@@ -80,6 +83,8 @@ def _save_digits_grid(images, path, ncols=10, upscale=4):
 
 
 def _save_scatter(x, ref, path):
+    if not parallel.is_main_process():
+        return
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,7 +152,7 @@ def _train_generative(config):
 # Evaluation
 
 
-def _evaluate_digits(config, model, workdir, name):
+def _evaluate_digits(config, model, workdir, name, mesh=None):
     ev = config.eval
     n = ev.num_samples
     clf = teachers.load_digits_classifier()
@@ -160,8 +165,9 @@ def _evaluate_digits(config, model, workdir, name):
         labels = jax.random.randint(k_label, (n,), 0, config.net.num_classes)
         cond = {"label": labels}
     t0 = time.perf_counter()
-    samples = sampling.reference_sample(model, noise, cond=cond, solver=ev.solver, rtol=ev.rtol, atol=ev.atol)
-    samples = np.asarray(jax.block_until_ready(samples))
+    samples = sampling.reference_sample(model, noise, cond=cond, solver=ev.solver, rtol=ev.rtol, atol=ev.atol,
+                                        mesh=mesh)
+    samples = parallel.gather(samples)
     sample_s = time.perf_counter() - t0
     test_x, _ = data.load_digits("test")
     train_x, _ = data.load_digits("train")
@@ -196,13 +202,14 @@ def _evaluate_digits(config, model, workdir, name):
     return out
 
 
-def _evaluate_toy(config, model, workdir, name):
+def _evaluate_toy(config, model, workdir, name, mesh=None):
     ev = config.eval
     n = ev.num_samples
     k_noise, k_a, k_b = jax.random.split(jax.random.key(ev.seed), 3)
     noise = sampling.initial_noise(k_noise, (n, 2))
     t0 = time.perf_counter()
-    samples = np.asarray(sampling.reference_sample(model, noise, solver=ev.solver, rtol=ev.rtol, atol=ev.atol))
+    samples = parallel.gather(sampling.reference_sample(model, noise, solver=ev.solver, rtol=ev.rtol, atol=ev.atol,
+                                                        mesh=mesh))
     sample_s = time.perf_counter() - t0
     real_a = np.asarray(data.toy_sample(config.dataset, k_a, n))
     real_b = np.asarray(data.toy_sample(config.dataset, k_b, n))
@@ -226,8 +233,16 @@ def _evaluate_toy(config, model, workdir, name):
 
 def train_and_evaluate(config, workdir):
     """Train teacher ``config.name``, export its EMA weights and card to ``workdir`` (and to
-    ``config.export_dir`` if set), and return the card."""
+    ``config.export_dir`` if set), and return the card.
+
+    Data-parallel over all devices and hosts (or the first ``config.num_devices``) when there
+    is more than one: the batch is split over them, the same steps are taken; only process 0
+    writes files.
+    """
     workdir = os.path.abspath(workdir)
+    num_devices = config.get("num_devices", 0) or jax.device_count()
+    mesh = parallel.make_mesh(num_devices) if num_devices > 1 else None
+    main = parallel.is_main_process()
     os.makedirs(workdir, exist_ok=True)
     name = config.name
     command = _command()
@@ -237,13 +252,14 @@ def train_and_evaluate(config, workdir):
         module, state, loss_fn, batcher = _train_generative(config)
     t0 = time.perf_counter()
     state, history = train.fit(state, loss_fn, batcher, num_steps=config.num_steps, workdir=workdir,
-                               log_every=config.log_every, progress=config.progress)
+                               log_every=config.log_every, progress=config.progress, mesh=mesh)
     train_s = time.perf_counter() - t0
     shipped = state.ema_params if config.ema_decay > 0 else state.params
-    blob = teachers.serialize_params(jax.device_get(shipped), config.store_dtype)
+    blob = teachers.serialize_params(jax.tree_util.tree_map(parallel.gather, shipped), config.store_dtype)
     weights_file = f"{name}.msgpack"
-    with open(os.path.join(workdir, weights_file), "wb") as f:
-        f.write(blob)
+    if main:
+        with open(os.path.join(workdir, weights_file), "wb") as f:
+            f.write(blob)
     params = teachers._restore(blob)  # evaluate exactly what is shipped (float16-rounded)
     recent = [r["loss"] for r in history[-10:]] if history else []
     card = {
@@ -276,7 +292,10 @@ def train_and_evaluate(config, workdir):
         card["prediction"] = config.prediction
         model = nets.network_model(module, params, teachers.build_path(config.path), config.prediction)
         evaluate = _evaluate_digits if config.dataset == "digits" else _evaluate_toy
-        card["eval"] = evaluate(config, model, workdir, name)
+        card["eval"] = evaluate(config, model, workdir, name, mesh)
+    if not main:
+        return card
+    card["num_devices"] = num_devices
     card_path = os.path.join(workdir, f"{name}.json")
     with open(card_path, "w") as f:
         json.dump(card, f, indent=2)
@@ -294,6 +313,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    parallel.initialize_from_flags()
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsample import parallel
 from jaxsample.models import Model, check_prediction
 from jaxsample.paths import AbstractPath
 from jaxsample.sampling import initial_noise, reference_sample, sample
@@ -149,12 +150,14 @@ class BespokeNonStationary(AbstractSolver):
 
 
 def make_pairs(model: Model, num: int, sample_shape, *, seed: int, t_start=None, t_end=None,
-               cond: Optional[Mapping] = None, batch_size: int = 1024, **reference_kwargs) -> dict:
+               cond: Optional[Mapping] = None, batch_size: int = 1024, mesh=None, **reference_kwargs) -> dict:
     """Training or validation pairs: ``noise`` and the ``target`` ODE solution from it.
 
     Noise is drawn per sample (:func:`~jaxsample.sampling.initial_noise`); the target is
     :func:`~jaxsample.sampling.reference_sample` from ``t_start`` to ``t_end``. ``cond``
     holds per-sample arrays (e.g. labels) that are passed to the model and kept in the pairs.
+    With a ``mesh`` the reference solves are split over its devices (and hosts; every host then
+    holds all the pairs).
     """
     if not isinstance(num, int) or num < 1:
         raise ValueError(f"num must be a positive integer, got {num!r}")
@@ -163,9 +166,9 @@ def make_pairs(model: Model, num: int, sample_shape, *, seed: int, t_start=None,
     targets = []
     for lo in range(0, num, batch_size):
         c = {k: v[lo:lo + batch_size] for k, v in cond.items()}
-        targets.append(reference_sample(model, noise[lo:lo + batch_size], t_start=t_start, t_end=t_end,
-                                        cond=c, **reference_kwargs))
-    return {"noise": noise, "target": jnp.concatenate(targets), **cond}
+        targets.append(parallel.gather(reference_sample(model, noise[lo:lo + batch_size], t_start=t_start,
+                                                        t_end=t_end, cond=c, mesh=mesh, **reference_kwargs)))
+    return {"noise": noise, "target": jnp.asarray(np.concatenate(targets)), **cond}
 
 
 def _split(batch):
@@ -188,14 +191,15 @@ def bns_loss(model: Model, solver: BespokeNonStationary, batch, data_range: floa
 
 
 def evaluate_psnr(model: Model, solver: AbstractSolver, pairs: Mapping, ts=None, *, batch_size: int = 512,
-                  data_range: float = 2.0) -> float:
-    """Mean PSNR (dB) of ``solver``'s samples against the pairs' targets, in batches."""
+                  data_range: float = 2.0, mesh=None) -> float:
+    """Mean PSNR (dB) of ``solver``'s samples against the pairs' targets, in batches (split
+    over ``mesh``'s devices if given)."""
     ts = solver.times if ts is None else ts
     total, count = 0.0, 0
     n = pairs["noise"].shape[0]
     for lo in range(0, n, batch_size):
         noise, target, cond = _split({k: v[lo:lo + batch_size] for k, v in pairs.items()})
-        x = sample(model, solver, ts, noise, cond=cond)
+        x = parallel.gather(sample(model, solver, ts, noise, cond=cond, mesh=mesh))
         mse = _per_sample_mse(x, target)
         total += float(jnp.sum(10 * jnp.log10(data_range**2 / (mse + 1e-20))))
         count += noise.shape[0]
@@ -211,7 +215,8 @@ def distill(model: Model, train_pairs: Mapping, val_pairs: Mapping, init: Bespok
     Every ``eval_every`` steps the solver is scored on ``val_pairs``; the best iterate on
     validation is returned (BNS reports the best validation iterate). With a ``workdir``,
     the run checkpoints with orbax at each evaluation and resumes exactly where it stopped;
-    the validation log is ``workdir/validation.jsonl``.
+    the validation log is ``workdir/validation.jsonl``. With a ``mesh`` each batch (and each
+    validation pass) is split over its devices; the result does not depend on their number.
 
     Returns:
         ``(solver, log)``: the best solver, and a dict with the initial and best validation
@@ -244,12 +249,13 @@ def distill(model: Model, train_pairs: Mapping, val_pairs: Mapping, init: Bespok
     if val_file is not None and os.path.exists(val_file):
         with open(val_file) as f:
             val_log = [json.loads(line) for line in f if line.strip()]
-    init_psnr = evaluate_psnr(model, init, val_pairs, data_range=data_range)
+    init_psnr = evaluate_psnr(model, init, val_pairs, data_range=data_range, mesh=mesh)
     if not val_log:
         val_log = [{"step": 0, "val_psnr_db": init_psnr}]
     best_step, best_params = 0, init.params()  # the best iterate held in memory
 
-    bar = tqdm(total=num_steps, disable=not progress, desc=f"BNS n={init.num_steps}", dynamic_ncols=True)
+    bar = tqdm(total=num_steps, disable=not (progress and parallel.is_main_process()), desc=f"BNS n={init.num_steps}",
+               dynamic_ncols=True)
     targets = list(range(eval_every, num_steps, eval_every)) + [num_steps]
     for k, target in enumerate(targets):
         state, _ = trainlib.fit(state, loss_fn, batcher, num_steps=target, workdir=workdir,
@@ -259,11 +265,11 @@ def distill(model: Model, train_pairs: Mapping, val_pairs: Mapping, init: Bespok
         bar.update(step - bar.n)
         if any(r["step"] == step for r in val_log):
             continue  # evaluated before an interruption
-        val = evaluate_psnr(model, init.with_params(state.params), val_pairs, data_range=data_range)
+        val = evaluate_psnr(model, init.with_params(state.params), val_pairs, data_range=data_range, mesh=mesh)
         if val > max(r["val_psnr_db"] for r in val_log):
             best_step, best_params = step, state.params
         val_log.append({"step": step, "val_psnr_db": val})
-        if val_file is not None:
+        if val_file is not None and parallel.is_main_process():
             with open(val_file, "w") as f:
                 f.writelines(json.dumps(r) + "\n" for r in val_log)
         bar.set_postfix(val_psnr=f"{val:.2f} dB", best=f"{max(r['val_psnr_db'] for r in val_log):.2f} dB")

@@ -13,16 +13,17 @@ import json
 import os
 import time
 
+import jax
 import jax.numpy as jnp
 
-from jaxsample import compare
+from jaxsample import compare, parallel
 from jaxsample.distill import bns
 from jaxsample.grids import get_grid
 from jaxsample.models import change_path, equivalent_time
 from jaxsample.paths import NoiseScaled
 
 
-def _best_baseline(model, val, nfe, suite, t_start, t_end, data_range):
+def _best_baseline(model, val, nfe, suite, t_start, t_end, data_range, mesh=None):
     best = None
     for name, (solver, grids) in suite.items():
         if nfe % solver.nfe(1):
@@ -30,7 +31,7 @@ def _best_baseline(model, val, nfe, suite, t_start, t_end, data_range):
         for grid in grids:
             ts = get_grid(grid, model.path, nfe // solver.nfe(1), t_start=t_start, t_end=t_end)
             try:
-                psnr = bns.evaluate_psnr(model, solver, val, ts, data_range=data_range)
+                psnr = bns.evaluate_psnr(model, solver, val, ts, data_range=data_range, mesh=mesh)
             except Exception:  # singular on this path (e.g. noise prediction at alpha = 0)
                 continue
             if jnp.isfinite(psnr) and (best is None or psnr > best["val_psnr_db"]):
@@ -64,8 +65,15 @@ def _frechet(images):
 
 
 def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teacher_seconds=None) -> list[dict]:
-    """Run the study described by ``config``; write ``workdir/results.json``; return its rows."""
+    """Run the study described by ``config``; write ``workdir/results.json``; return its rows.
+
+    Runs data-parallel over all devices (and hosts) when there is more than one, or over the
+    first ``config.num_devices`` of them; the results do not depend on their number.
+    """
     os.makedirs(workdir, exist_ok=True)
+    num_devices = config.get("num_devices", 0) or jax.device_count()
+    mesh = parallel.make_mesh(num_devices) if num_devices > 1 else None
+    main = parallel.is_main_process()
     labels, interval = None, {}
     if model is None and config.get("teacher"):
         model, sample_shape, teacher_seconds, labels = _teacher_setup(config)
@@ -83,7 +91,7 @@ def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teac
 
     def pairs(num, seed):
         cond = labels(num, seed) if labels else None
-        return bns.make_pairs(model, num, sample_shape, seed=seed, cond=cond, **kw)
+        return bns.make_pairs(model, num, sample_shape, seed=seed, cond=cond, mesh=mesh, **kw)
 
     train = pairs(config.num_train, config.seed * 3 + 0)
     val = pairs(config.num_val, config.seed * 3 + 1)
@@ -96,8 +104,8 @@ def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teac
     rows = []
     for nfe in config.nfes:
         t0 = time.perf_counter()
-        base = _best_baseline(model, val, nfe, suite, t_start, t_end, config.data_range)
-        base_test = bns.evaluate_psnr(model, base["obj"], test, base["ts"], data_range=config.data_range)
+        base = _best_baseline(model, val, nfe, suite, t_start, t_end, config.data_range, mesh)
+        base_test = bns.evaluate_psnr(model, base["obj"], test, base["ts"], data_range=config.data_range, mesh=mesh)
         # The NS family is built on the (optionally noise-scaled) path; samples map back exactly.
         bns_model, r_start, r_end = model, t_start, t_end
         if config.sigma0 != 1.0:
@@ -120,21 +128,22 @@ def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teac
                                          batch_size=config.batch_size, learning_rate=config.learning_rate,
                                          eval_every=config.eval_every, seed=config.seed,
                                          workdir=os.path.join(workdir, f"nfe{nfe}_init{k}"),
-                                         data_range=config.data_range, progress=config.progress)
+                                         data_range=config.data_range, progress=config.progress, mesh=mesh)
             if log is None or cand_log["best_val_psnr_db"] > log["best_val_psnr_db"]:
                 solver, log, init_name = cand, cand_log, name
-        bns_test = bns.evaluate_psnr(bns_model, solver, test, data_range=config.data_range)
+        bns_test = bns.evaluate_psnr(bns_model, solver, test, data_range=config.data_range, mesh=mesh)
         fds = {}
         if digits:
             from jaxsample.sampling import sample
 
             cond = {k: v for k, v in test.items() if k not in ("noise", "target")}
-            x_bns = sample(bns_model, solver, solver.times, test["noise"], cond=cond)
+            x_bns = parallel.gather(sample(bns_model, solver, solver.times, test["noise"], cond=cond, mesh=mesh))
             if config.sigma0 != 1.0:  # back from the noise-scaled path
                 x_bns = x_bns / (bns_model.path.alpha(r_end) / model.path.alpha(t_end))
-            x_base = sample(model, base["obj"], base["ts"], test["noise"], cond=cond)
+            x_base = parallel.gather(sample(model, base["obj"], base["ts"], test["noise"], cond=cond, mesh=mesh))
             fds = {"bns_fd": _frechet(x_bns), "best_baseline_fd": _frechet(x_base), "reference_fd": reference_fd}
-        solver.save(os.path.join(workdir, f"bns_nfe{nfe}.npz"), nfe=nfe, init=init_name, sigma0=config.sigma0)
+        if main:
+            solver.save(os.path.join(workdir, f"bns_nfe{nfe}.npz"), nfe=nfe, init=init_name, sigma0=config.sigma0)
         row = {"nfe": nfe, "bns_psnr_db": bns_test, "best_baseline": f"{base['solver']}[{base['grid']}]",
                "best_baseline_psnr_db": base_test, "gain_db": bns_test - base_test, "init": init_name,
                "init_val_psnr_db": log["init_val_psnr_db"], "bns_val_psnr_db": log["best_val_psnr_db"],
@@ -144,10 +153,12 @@ def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teac
             row["distill_fraction_of_teacher_training"] = log["seconds"] / teacher_seconds
         rows.append(row)
         fd_text = f" | FD BNS {fds['bns_fd']:.2f} vs {fds['best_baseline_fd']:.2f}" if fds else ""
-        print(f"NFE {nfe:3d}: BNS {bns_test:6.2f} dB | best baseline {row['best_baseline']} {base_test:6.2f} dB "
-              f"| gain {row['gain_db']:+.2f} dB{fd_text} | {row['seconds']:.0f} s", flush=True)
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump({"rows": rows, "config": config.to_dict(), "pairs_seconds": pairs_seconds,
-                   "num_test": config.num_test, "teacher_train_seconds": teacher_seconds,
-                   "reference_fd": reference_fd}, f, indent=1)
+        if main:
+            print(f"NFE {nfe:3d}: BNS {bns_test:6.2f} dB | best baseline {row['best_baseline']} {base_test:6.2f} dB "
+                  f"| gain {row['gain_db']:+.2f} dB{fd_text} | {row['seconds']:.0f} s", flush=True)
+    if main:
+        with open(os.path.join(workdir, "results.json"), "w") as f:
+            json.dump({"rows": rows, "config": config.to_dict(), "pairs_seconds": pairs_seconds,
+                       "num_test": config.num_test, "teacher_train_seconds": teacher_seconds,
+                       "num_devices": num_devices, "reference_fd": reference_fd}, f, indent=1)
     return rows
