@@ -1,6 +1,6 @@
 """DEIS-SN: score-normalised DEIS, and the same normalisation for DPM-Solver.
 
-Score normalisation (Wizadwongsa et al. style, mtkresearch/Diffusion-DEIS-SN) divides the noise
+Score normalisation (Xia et al. 2023, arXiv 2311.00157) divides the noise
 prediction by a scalar statistic of the model, ``r(t) = E|eps_hat(x_t, t)|`` (the mean over a
 batch and all dimensions, measured once along a high-NFE sampling run; see
 :func:`jaxsample.distill.deis_sn.calibrate`), extrapolates the normalised
@@ -48,7 +48,8 @@ Example:
 References:
     Zhang & Chen, "Fast Sampling of Diffusion Models with Exponential Integrator", ICLR 2023
     (arXiv 2204.13902); Lu et al., "DPM-Solver", NeurIPS 2022 (arXiv 2206.00927);
-    score normalisation for DEIS: code mtkresearch/Diffusion-DEIS-SN (``core/deis_ab_ode.py``,
+    Xia et al., "Score Normalization for a Faster Diffusion Exponential Integrator Sampler",
+    NeurIPS 2023 Diffusion Models workshop (arXiv 2311.00157); code mtkresearch/Diffusion-DEIS-SN (``core/deis_ab_ode.py``,
     ``DEISABSNODEScheduler``; ``core/pipelines/deisabode_pipeline.py`` for the statistic).
 """
 
