@@ -3,8 +3,8 @@
 Layers (see DESIGN.md): paths -> models -> grids -> solvers -> sampling -> distill.
 """
 
-from jaxsample import (compare, data, features, grids, metrics, models, nets, objectives, paths, solvers, teachers,
-                       train)
+from jaxsample import (compare, data, features, grids, metrics, models, nets, objectives, parallel, paths, solvers,
+                       teachers, train)
 from jaxsample.teachers import list_teachers, load_teacher
 from jaxsample.data import ArrayBatcher, image_batches, load_digits, toy_batches
 from jaxsample.features import digits_frechet_distance, frechet_distance, kid, mmd, sliced_wasserstein
@@ -24,8 +24,8 @@ from jaxsample.train import TrainState, fit, make_mesh, make_optimizer, replicat
 __version__ = "0.1.0"
 
 __all__ = [
-    "compare", "data", "features", "grids", "metrics", "models", "nets", "objectives", "paths", "solvers", "teachers",
-    "train", "list_teachers", "load_teacher",
+    "compare", "data", "features", "grids", "metrics", "models", "nets", "objectives", "parallel", "paths", "solvers",
+    "teachers", "train", "list_teachers", "load_teacher",
     "ArrayBatcher", "image_batches", "load_digits", "toy_batches",
     "digits_frechet_distance", "frechet_distance", "kid", "mmd", "sliced_wasserstein",
     "MLP", "UNet", "guided", "network_model", "diffusion_loss", "flow_matching_loss",
