@@ -1,0 +1,23 @@
+"""The shipped rectified-flow checkerboard teacher (velocity MLP): DDIM (= Euler on this path)
+at 64 steps distilled 64 -> 1, student in the teacher's velocity parameterisation."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from digits_vp_full import get_config as _full  # noqa: E402
+
+
+def get_config():
+    c = _full()
+    c.teacher = "checkerboard_flow"
+    c.parameterization = "velocity"
+    c.weighting = "truncated_snr"
+    c.start_steps, c.full_steps = 64, 256
+    c.steps_per_round = (300,) * 6
+    c.batch_size = 256
+    c.learning_rate = 2e-4
+    c.num_eval = 2000
+    c.checkpoint_every, c.log_every = 100, 20
+    return c

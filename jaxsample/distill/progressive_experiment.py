@@ -1,0 +1,141 @@
+"""The progressive-distillation study: a shipped teacher distilled round by round to few steps.
+
+For each round the student (``N`` DDIM steps) is scored on held-out noise against the teacher
+sampled with DDIM at the same ``N`` and at its full step count, from the same noise:
+
+- digits teachers: Frechet distance of the shipped digits-classifier features to the 300
+  held-out digits (:func:`jaxsample.features.digits_frechet_distance`);
+- 2-D teachers: sliced Wasserstein distance to exact data samples;
+- both: RMSE of the samples against the teacher's full-step DDIM samples from the same noise.
+
+Wall time per round is reported against the teacher's training time (from its card).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import numpy as np
+
+from jaxsample.distill import progressive
+
+
+def _setup(config):
+    from jaxsample import data, teachers
+
+    card = teachers.teacher_card(config.teacher)
+    teacher = teachers.load_teacher(config.teacher)
+    module = teachers.build_module(card["module"], card["net"])
+    params = teachers.load_params(config.teacher)
+    if config.teacher == "checkerboard_flow":
+        shape = (2,)
+        batch_fn = data.toy_batches("checkerboard", config.batch_size, seed=config.seed)
+        reference = np.asarray(data.toy_sample("checkerboard", jax.random.key(config.eval_seed + 1), config.num_eval))
+    elif config.teacher == "digits_vp":
+        shape = (8, 8, 1)
+        images, _ = data.load_digits("train")
+        batch_fn = data.ArrayBatcher({"x": images}, config.batch_size, seed=config.seed)
+        reference = None
+    else:
+        raise ValueError(f"config.teacher must be 'digits_vp' or 'checkerboard_flow', got {config.teacher!r}")
+    return teacher, module, params, card, shape, batch_fn, reference
+
+
+def _scorer(shape, reference):
+    from jaxsample import features, teachers
+
+    if len(shape) == 3:
+        classifier = teachers.load_digits_classifier()
+        return "fd", lambda x: float(features.digits_frechet_distance(np.asarray(x), classifier=classifier))
+    return "sliced_w2", lambda x: float(features.sliced_wasserstein(np.asarray(x), reference,
+                                                                   key=jax.random.key(123)))
+
+
+def markdown(results: dict) -> str:
+    """A markdown table of ``results`` (as written to results.json)."""
+    m = results["metric"]
+    lines = [f"| steps (NFE) | student {m} | teacher DDIM {m} (same steps) | student RMSE to teacher@full | "
+             f"teacher DDIM RMSE to teacher@full | round wall time (s) | fraction of teacher training |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results["rounds"]:
+        frac = r.get("fraction_of_teacher_training")
+        lines.append(f"| {r['student_steps']} | {r['student_metric']:.2f} | {r['teacher_same_steps_metric']:.2f} | "
+                     f"{r['student_rmse_to_full']:.4f} | {r['teacher_same_steps_rmse_to_full']:.4f} | "
+                     f"{r['train_seconds']:.0f} | {'' if frac is None else f'{frac:.2f}'} |")
+    lines.append("")
+    lines.append(f"Teacher DDIM at {results['start_steps']} steps (the distillation start): "
+                 f"{m} {results['teacher_metric'][str(results['start_steps'])]:.2f}; "
+                 f"at {results['full_steps']} steps (full): {results['teacher_metric'][str(results['full_steps'])]:.2f}.")
+    return "\n".join(lines)
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    """Run the study described by ``config``; write ``workdir/results.json`` and ``results.md``."""
+    from jaxsample.grids import get_grid
+    from jaxsample.metrics import rmse
+    from jaxsample.sampling import initial_noise, sample
+    from jaxsample.solvers import ddim
+
+    os.makedirs(workdir, exist_ok=True)
+    teacher, module, params, card, shape, batch_fn, reference = _setup(config)
+    metric_name, score = _scorer(shape, reference)
+    schedule = progressive.halving_schedule(config.start_steps, config.final_steps)
+    noise = initial_noise(jax.random.key(config.eval_seed), (config.num_eval,) + shape)
+    t_start, t_end = config.get("t_start"), config.get("t_end")
+
+    def ddim_samples(model, n):
+        ts = get_grid(config.grid, model.path, n, t_start=t_start, t_end=t_end)
+        return sample(model, ddim(), ts, noise)
+
+    t0 = time.perf_counter()
+    teacher_metric, teacher_samples = {}, {}
+    for n in sorted({config.full_steps, config.start_steps, *schedule}, reverse=True):
+        teacher_samples[n] = ddim_samples(teacher, n)
+        teacher_metric[str(n)] = score(teacher_samples[n])
+        print(f"teacher DDIM {n:4d} steps: {metric_name} {teacher_metric[str(n)]:.3f}", flush=True)
+    full = teacher_samples[config.full_steps]
+    teacher_eval_seconds = time.perf_counter() - t0
+    teacher_seconds = card.get("train_wall_time_s")
+    rows = []
+
+    def on_round_end(info, student):
+        n = info["student_steps"]
+        x = ddim_samples(student, n)
+        row = {**{k: v for k, v in info.items() if k != "ts"},
+               "student_metric": score(x), "teacher_same_steps_metric": teacher_metric[str(n)],
+               "teacher_start_steps_metric": teacher_metric[str(config.start_steps)],
+               "teacher_full_steps_metric": teacher_metric[str(config.full_steps)],
+               "student_rmse_to_full": float(rmse(x, full)),
+               "teacher_same_steps_rmse_to_full": float(rmse(teacher_samples[n], full))}
+        if teacher_seconds:
+            row["fraction_of_teacher_training"] = info["train_seconds"] / teacher_seconds
+        rows.append(row)
+        print(f"round {info['round']}: {n:3d} steps | student {metric_name} {row['student_metric']:.3f} | teacher DDIM "
+              f"{row['teacher_same_steps_metric']:.3f} | RMSE to teacher@{config.full_steps} "
+              f"{row['student_rmse_to_full']:.4f} vs {row['teacher_same_steps_rmse_to_full']:.4f} | "
+              f"{info['train_seconds']:.0f} s", flush=True)
+        np.save(os.path.join(workdir, f"student_{n}steps_samples.npy"), np.asarray(x[:64]))
+
+    steps = config.steps_per_round
+    steps = list(steps) if isinstance(steps, (list, tuple)) else int(steps)
+    _, rounds = progressive.progressive_distill(
+        teacher, module.apply, batch_fn, start_steps=config.start_steps, final_steps=config.final_steps,
+        parameterization=config.parameterization, init_params=params, weighting=config.weighting,
+        steps_per_round=steps, learning_rate=config.learning_rate, grad_clip=config.grad_clip,
+        decay=config.decay, ema_decay=config.ema_decay, final_x0=config.final_x0, grid=config.grid,
+        t_start=t_start, t_end=t_end, seed=config.seed, workdir=os.path.join(workdir, "rounds"),
+        checkpoint_every=config.checkpoint_every, log_every=config.log_every, progress=config.progress,
+        on_round_end=on_round_end)
+    results = {"teacher": config.teacher, "metric": metric_name, "start_steps": config.start_steps,
+               "full_steps": config.full_steps, "teacher_metric": teacher_metric, "rounds": rows,
+               "teacher_train_seconds": teacher_seconds, "teacher_eval_seconds": teacher_eval_seconds,
+               "total_distill_seconds": sum(r["train_seconds"] for r in rows), "num_eval": config.num_eval,
+               "config": config.to_dict(), "jax_version": jax.__version__}
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+        f.write(markdown(results) + "\n")
+    return results
