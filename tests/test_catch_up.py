@@ -124,7 +124,8 @@ def test_loss_masks_targets_and_weights():
         return jnp.stack([out, out]) if all_heads else out
 
     x = jax.random.normal(jax.random.key(0), (256, 2))
-    fn = catch_up.catch_up_loss(apply_fn, method="rk23", delta_schedule="origin", num_segments=4, weights=(2.0, 1.0))
+    fn = jax.jit(catch_up.catch_up_loss(apply_fn, method="rk23", delta_schedule="origin", num_segments=4,
+                                        weights=(2.0, 1.0)))
     loss, m = fn({"w": jnp.zeros(())}, {"x": x}, jax.random.key(1))
     # t ~ U(eps, 1) and the look-ahead fits where t >= eps + 2/4: about half the examples.
     frac = float(m["catch_up_fraction"])
@@ -134,8 +135,8 @@ def test_loss_masks_targets_and_weights():
     expected = 2 * 0.5 * (2.0 * float(m["loss_catch_up"]) + 1.0 * float(m["loss_ground_truth"]))
     np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
     # adaptive weighting at progress p: p w_c mse_c + (1 - p) w_g mse_g
-    fa = catch_up.catch_up_loss(apply_fn, method="rk23", delta_schedule="origin", num_segments=4,
-                                weighting="adaptive", weights=(2.0, 1.0))
+    fa = jax.jit(catch_up.catch_up_loss(apply_fn, method="rk23", delta_schedule="origin", num_segments=4,
+                                        weighting="adaptive", weights=(2.0, 1.0)))
     la, ma = fa({"w": jnp.zeros(())}, {"x": x, "progress": jnp.full(256, 0.25)}, jax.random.key(1))
     expected = 2 * (0.25 * 2.0 * float(ma["loss_catch_up"]) + 0.75 * 1.0 * float(ma["loss_ground_truth"]))
     np.testing.assert_allclose(float(la), expected, rtol=1e-5)
@@ -143,7 +144,7 @@ def test_loss_masks_targets_and_weights():
 
 def _toy_run(mesh, workdir=None, num_steps=3, **kw):
     return catch_up.train_catch_up(TINY, data.toy_batches("checkerboard", 16, seed=1), num_steps=num_steps,
-                                   example_x=jnp.zeros((1, 2)), method="rk23", weighting="adaptive",
+                                   example_x=jnp.zeros((1, 2)), method="rk12", weighting="adaptive",
                                    learning_rate=1e-2, mesh=mesh, workdir=workdir, progress=False, **kw)
 
 
@@ -172,15 +173,16 @@ def _sw(model, n_steps, noise, ref):
 
 def test_short_catch_up_run_beats_flow_matching_at_few_steps():
     # Same net, batches, steps and seed: catch-up (RK12) straightens the flow, so 2 Euler steps
-    # land closer to the data than flow matching's, by at least 10% in sliced Wasserstein.
+    # land closer to the data than flow matching's, by at least 10% in sliced Wasserstein
+    # (measured: 0.360 vs 0.418).
     gmm = data.eight_gaussians_mixture(radius=1.5, std=0.1)
-    batch_fn = lambda step: {"x": gmm.sample(jax.random.fold_in(jax.random.key(5), step), 256)}  # noqa: E731
+    batch_fn = lambda step: {"x": gmm.sample(jax.random.fold_in(jax.random.key(5), step), 128)}  # noqa: E731
     net = nets.MLP(features=(64, 64), time_embed_dim=16)
     noise = jax.random.normal(jax.random.key(11), (2000, 2))
     ref = np.asarray(gmm.sample(jax.random.key(12), 2000))
     sw = {}
     for method in ("flow_matching", "rk12"):
-        state, _ = catch_up.train_catch_up(net, batch_fn, num_steps=400, example_x=jnp.zeros((1, 2)),
+        state, _ = catch_up.train_catch_up(net, batch_fn, num_steps=250, example_x=jnp.zeros((1, 2)),
                                            method=method, learning_rate=3e-3, ema_decay=0.9, progress=False)
         sw[method] = _sw(catch_up.catch_up_model(net, state.ema_params, method=method), 2, noise, ref)
     assert sw["rk12"] < 0.9 * sw["flow_matching"], sw
@@ -189,17 +191,17 @@ def test_short_catch_up_run_beats_flow_matching_at_few_steps():
 def test_one_step_stage_beats_its_initialisation():
     gmm = data.eight_gaussians_mixture(radius=1.5, std=0.1)
     flow = gmm.model(paths.RectifiedFlow(), "velocity")  # exact velocity as the many-step sampler
-    pairs = catch_up.trajectory_pairs(flow, jax.random.normal(jax.random.key(0), (1024, 2)), num_steps=16)
+    pairs = catch_up.trajectory_pairs(flow, jax.random.normal(jax.random.key(0), (512, 2)), num_steps=16)
     assert set(pairs) == {"noise", "target", "anchor"}
     net = nets.MLP(features=(32, 32), time_embed_dim=8)
     params = catch_up.init_catch_up_params(net, 1, jnp.zeros((1, 2)))
     noise = jax.random.normal(jax.random.key(11), (1000, 2))
     ref = np.asarray(gmm.sample(jax.random.key(12), 1000))
     before = _sw(catch_up.catch_up_model(net, params), 1, noise, ref)
-    state, _ = catch_up.train_one_step(net, params, pairs, num_steps=150, batch_size=128, learning_rate=1e-2,
+    state, _ = catch_up.train_one_step(net, params, pairs, num_steps=100, batch_size=128, learning_rate=1e-2,
                                        anchor_weight=0.0, ema_decay=0.0, progress=False)
     after = _sw(catch_up.catch_up_model(net, state.params), 1, noise, ref)
-    assert after < 0.5 * before, (before, after)
+    assert after < 0.5 * before, (before, after)  # measured: 0.419 -> 0.175
 
 
 # ---------------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ Example:
     >>> from jaxsample import data, nets
     >>> from jaxsample.distill import catch_up
     >>> state, history = catch_up.train_catch_up(
-    ...     nets.MLP(features=(16,)), data.toy_batches("checkerboard", 32), num_steps=3,
+    ...     nets.MLP(features=(16,)), data.toy_batches("checkerboard", 32), num_steps=2,
     ...     method="rk23", example_x=jnp.zeros((1, 2)), progress=False)
     >>> model = catch_up.catch_up_model(nets.MLP(features=(16,)), state.ema_params, method="rk23")
     >>> model(jnp.zeros((4, 2)), 0.5).shape

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsample import data, features, grids, nets, solvers, teachers
+from jaxsample import data, features, grids, nets, solvers, teachers, train
 from jaxsample.distill import catch_up
 from jaxsample.sampling import sample
 
@@ -104,6 +104,19 @@ def _evaluate(model, evaluate, noise, cond, euler_steps, heun_nfe):
     return out
 
 
+def _recorded_seconds(directory, history, seconds):
+    """Training seconds of the run in ``directory``: measured now, or, when a finished run was
+    only restored (``history`` empty: no step ran), the time recorded by the run that trained it."""
+    record = os.path.join(directory, "train_seconds.json")
+    if not history and os.path.exists(record):
+        with open(record) as f:
+            return json.load(f)["train_seconds"]
+    os.makedirs(directory, exist_ok=True)
+    with open(record, "w") as f:
+        json.dump({"train_seconds": seconds}, f)
+    return seconds
+
+
 def markdown_table(rows, metric: str, euler_steps, heun_nfe) -> str:
     cols = [f"euler_{n}" for n in euler_steps] + ([f"heun_nfe{heun_nfe}"] if heun_nfe else [])
     head = ["method", *[c.replace("euler_", "Euler ").replace("heun_nfe", "Heun NFE ") for c in cols],
@@ -143,13 +156,13 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
             learning_rate=config.learning_rate, warmup_steps=config.warmup_steps, grad_clip=config.grad_clip,
             ema_decay=config.ema_decay, seed=config.seed, workdir=os.path.join(workdir, method),
             checkpoint_every=config.checkpoint_every, log_every=config.log_every, progress=config.progress)
-        train_seconds = time.perf_counter() - t0
+        train_seconds = _recorded_seconds(os.path.join(workdir, method), history, time.perf_counter() - t0)
         params = state.ema_params if config.eval_ema else state.params
         model = catch_up.catch_up_model(base, params, method=method)
         t0 = time.perf_counter()
         row = {"name": method, "method": method, "train_seconds": train_seconds,
                "forward_passes": FORWARD_PASSES[method], "num_steps": config.num_steps,
-               "final_loss": history[-1]["loss"] if history else None,
+               "final_loss": (history or train.read_metrics(os.path.join(workdir, method)) or [{}])[-1].get("loss"),
                **_evaluate(model, evaluate, noise, eval_cond, euler_steps, config.heun_nfe)}
         row["eval_seconds"] = time.perf_counter() - t0
         rows.append(row)
@@ -161,13 +174,13 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
                 pair_cond = {"label": np.random.default_rng(config.seed + 1).integers(0, 10, config.one_step_pairs)}
             t0 = time.perf_counter()
             pairs = catch_up.trajectory_pairs(model, pair_noise, num_steps=config.one_step_teacher_steps, cond=pair_cond)
-            st1, _ = catch_up.train_one_step(base, params, pairs, num_steps=config.one_step_steps,
+            st1, h1 = catch_up.train_one_step(base, params, pairs, num_steps=config.one_step_steps,
                                              batch_size=config.batch_size, method=method,
                                              anchor_weight=config.one_step_anchor_weight,
                                              learning_rate=config.learning_rate, ema_decay=config.ema_decay,
                                              seed=config.seed, workdir=os.path.join(workdir, method + "_one_step"),
                                              log_every=config.log_every, progress=config.progress)
-            secs = time.perf_counter() - t0
+            secs = _recorded_seconds(os.path.join(workdir, method + "_one_step"), h1, time.perf_counter() - t0)
             m1 = catch_up.catch_up_model(base, st1.ema_params if config.eval_ema else st1.params, method=method)
             r1 = {"name": f"{method} + one-step stage", "method": method + "+one_step",
                   "train_seconds": train_seconds + secs, "forward_passes": FORWARD_PASSES[method],

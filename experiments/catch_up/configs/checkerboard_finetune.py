@@ -1,0 +1,26 @@
+"""Catch-up vs flow matching on the 2-D checkerboard, fine-tuned from the shipped checkerboard_flow
+teacher (12000 flow-matching steps): the "fine-tune a flow-matching model" use of CUD.
+
+Default: 1000 steps at batch 256 (scaled down for the shared 2-core CPU);
+``--config=experiments/catch_up/configs/checkerboard_finetune.py:full``: 6000 steps at batch 512.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from checkerboard import get_config as _base  # noqa: E402
+
+
+def get_config(size: str = "small"):
+    c = _base(size)
+    full = size == "full"
+    c.init = "teacher"
+    c.num_steps = 6000 if full else 1000
+    c.learning_rate = 1e-3
+    c.warmup_steps = 0
+    c.ema_decay = 0.99
+    c.one_step_methods = ("rk12",) if full else ()
+    c.one_step_steps = 4000 if full else 0
+    return c
