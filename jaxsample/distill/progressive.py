@@ -52,7 +52,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import equinox as eqx
 import jax
@@ -61,7 +61,7 @@ import numpy as np
 
 from jaxsample import objectives
 from jaxsample.grids import check_grid, get_grid
-from jaxsample.models import Model, check_prediction, expand_to, from_x0_eps, to_x0_eps
+from jaxsample.models import Model, expand_to, from_x0_eps
 from jaxsample.paths import AbstractPath
 
 __all__ = [
