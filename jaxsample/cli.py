@@ -1,37 +1,349 @@
 """The ``jaxsample`` command line.
 
     jaxsample demo [--out DIR] [--samples N]
+    jaxsample sample --teacher digits_vp --solver dpm_solver_pp_2m --nfe 8 --out DIR
+    jaxsample sample --teacher digits_vp --solver-file jaxsample/assets/bns/digits_vp_nfe8.npz --out DIR
+    jaxsample distill bns --config experiments/bns/configs/gmm.py --workdir DIR [--set num_steps=200]
+    jaxsample bench scaling --out scaling.json
+    jaxsample list
+
+Every sub-command has ``--help``.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib
+import importlib.util
+import inspect
+import os
 import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: method -> (module with ``train_and_evaluate(config, workdir)``, experiments folder)
+DISTILL = {
+    "bns": ("jaxsample.distill.bns_experiment", "bns"),
+    "adasde": ("jaxsample.distill.adasde_experiment", "adasde"),
+    "deis-sn": ("jaxsample.distill.deis_sn_experiment", "deis_sn"),
+    "progressive": ("jaxsample.distill.progressive_experiment", "progressive"),
+    "catch-up": ("jaxsample.distill.catch_up_experiment", "catch_up"),
+}
+
+BENCH = {"overhead": "sampler_overhead.py", "scaling": "scaling.py", "solver-table": "solver_table.py",
+         "convergence": "convergence_orders.py"}
+
+GRIDS = ("uniform", "quadratic", "logsnr", "edm")
+
+
+class CLIError(Exception):
+    """A user error: printed as ``jaxsample: error: ...`` with exit status 2."""
+
+
+# ----------------------------------------------------------------------------- solvers
+
+
+def solver_names() -> list:
+    """The solvers ``--solver`` accepts: every constructor in :mod:`jaxsample.solvers` that
+    needs no arguments."""
+    from jaxsample import solvers
+
+    names = []
+    for name in solvers.__all__:
+        obj = getattr(solvers, name)
+        if inspect.isfunction(obj) and name[0].islower() and name not in ("as_diffrax", "embed", "per_sample_normal",
+                                                                            "probability_flow_term"):
+            params = inspect.signature(obj).parameters.values()
+            if all(p.default is not inspect.Parameter.empty for p in params):
+                names.append(name)
+    return sorted(names)
+
+
+def load_solver_file(path: str):
+    """A learned solver saved to ``path`` (``.npz``); returns ``(solver, ts)``."""
+    from jaxsample.distill.bns import BespokeNonStationary
+
+    if not os.path.isfile(path):
+        raise CLIError(f"--solver-file {path!r} does not exist")
+    errors = []
+    for cls in _learned_solver_classes():
+        try:
+            solver = cls.load(path)
+        except Exception as e:  # not this kind of file
+            errors.append(f"{cls.__name__}: {e}")
+            continue
+        return solver, solver.times
+    raise CLIError(f"--solver-file {path!r} is not a saved learned solver ({'; '.join(errors)}); "
+                   f"expected a file written by e.g. {BespokeNonStationary.__name__}.save")
+
+
+def _learned_solver_classes():
+    from jaxsample.distill.bns import BespokeNonStationary
+
+    classes = [BespokeNonStationary]
+    try:
+        from jaxsample.solvers.adasde import AdaSDE
+
+        if hasattr(AdaSDE, "load"):
+            classes.append(AdaSDE)
+    except ImportError:
+        pass
+    return classes
+
+
+# ----------------------------------------------------------------------------- sample
+
+
+def _load_model(args):
+    from jaxsample import teachers
+
+    try:
+        if args.teacher.endswith(".json"):
+            return teachers.load_teacher_from_card(args.teacher)
+        return teachers.load_teacher(args.teacher)
+    except ValueError as e:
+        raise CLIError(f"--teacher: {e}") from None
+
+
+def _save_grid(x, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    x = np.asarray(x)
+    if x.ndim == 2 and x.shape[1] == 2:
+        fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+        ax.scatter(x[:, 0], x[:, 1], s=1, c="k")
+        ax.set_aspect("equal")
+    elif x.ndim == 4:
+        n = min(len(x), 100)
+        cols = int(np.ceil(np.sqrt(n)))
+        rows = int(np.ceil(n / cols))
+        h, w, c = x.shape[1:]
+        grid = np.ones((rows * (h + 1) + 1, cols * (w + 1) + 1, c), np.float32)
+        for k in range(n):
+            r, q = divmod(k, cols)
+            grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = (x[k] + 1) / 2
+        fig, ax = plt.subplots(figsize=(cols * 0.5, rows * 0.5), dpi=100)
+        ax.imshow(np.clip(grid[..., 0] if c == 1 else grid, 0, 1), cmap="gray", interpolation="nearest")
+        ax.axis("off")
+    else:
+        print(f"(no picture for samples of shape {x.shape})")
+        return
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _sample(args) -> int:
+    import jax
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from jaxsample import grids, sampling
+
+    if args.num < 1:
+        raise CLIError(f"--num must be a positive integer, got {args.num}")
+    if args.batch < 1:
+        raise CLIError(f"--batch must be a positive integer, got {args.batch}")
+    if (args.solver is None) == (args.solver_file is None):
+        raise CLIError("give exactly one of --solver NAME and --solver-file FILE")
+    model = _load_model(args)
+    if args.solver_file:
+        solver, ts = load_solver_file(args.solver_file)
+        nfe = solver.nfe(len(ts) - 1)
+    else:
+        names = solver_names()
+        if args.solver not in names:
+            raise CLIError(f"--solver must be one of {', '.join(names)}; got {args.solver!r}")
+        from jaxsample import solvers
+
+        solver = getattr(solvers, args.solver)()
+        per_step = solver.nfe(1)
+        if args.nfe < per_step or args.nfe % per_step:
+            raise CLIError(f"--nfe must be a positive multiple of {per_step} for {args.solver} "
+                           f"({per_step} model calls a step), got {args.nfe}")
+        ts = grids.get_grid(args.grid, model.path, args.nfe // per_step)
+        nfe = args.nfe
+    from jaxsample import teachers
+
+    shape = teachers.sample_shape(args.teacher)
+    noise = sampling.initial_noise(jax.random.key(args.seed), (args.num, *shape))
+    cond = {}
+    if args.label is not None:
+        if not 0 <= args.label <= 10:
+            raise CLIError(f"--label must be in [0, 10] (10: unconditional), got {args.label}")
+        cond = {"label": np.full((args.num,), args.label, np.int32)}
+    if args.guidance != 1.0:
+        from jaxsample import nets
+
+        model = nets.guided(model, args.guidance, null_label=10)
+        cond = cond or {"label": np.random.default_rng(args.seed).integers(0, 10, args.num).astype(np.int32)}
+    key = jax.random.key(args.seed + 1) if getattr(solver, "is_stochastic", False) else None
+    out = []
+    for lo in tqdm(range(0, args.num, args.batch), desc="sample", disable=args.num <= args.batch):
+        c = {k: v[lo:lo + args.batch] for k, v in cond.items()}
+        k = None if key is None else jax.random.fold_in(key, lo)
+        out.append(np.asarray(sampling.sample(model, solver, ts, noise[lo:lo + args.batch], key=k, cond=c)))
+    x = np.concatenate(out)
+    os.makedirs(args.out, exist_ok=True)
+    npz, png = os.path.join(args.out, "samples.npz"), os.path.join(args.out, "samples.png")
+    np.savez_compressed(npz, samples=x, noise=np.asarray(noise), ts=np.asarray(ts), nfe=nfe, **cond)
+    _save_grid(x, png)
+    print(f"{len(x)} samples at NFE {nfe}: {npz}, {png}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- distill
+
+
+def _load_config(path: str, overrides):
+    if not os.path.isfile(path):
+        raise CLIError(f"--config {path!r} does not exist")
+    spec = importlib.util.spec_from_file_location(f"_jaxsample_config_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise CLIError(f"--config {path!r} must define get_config()")
+    config = module.get_config()
+    config.lock()  # a misspelt override is an error, not a new field
+    for item in overrides or ():
+        if "=" not in item:
+            raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
+        key, text = item.split("=", 1)
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        parents = key.split(".")
+        target = config
+        for part in parents[:-1]:
+            if part not in target:
+                raise CLIError(f"--set {key}: the config has no field {part!r}")
+            target = target[part]
+        if parents[-1] not in target:
+            raise CLIError(f"--set {key}: the config has no field {parents[-1]!r}; fields: {', '.join(sorted(target))}")
+        try:
+            target[parents[-1]] = value
+        except (TypeError, ValueError) as e:
+            raise CLIError(f"--set {key}: {e}") from None
+    return config
+
+
+def _distill(args) -> int:
+    module_name, folder = DISTILL[args.method]
+    config_path = args.config
+    if config_path is None:
+        config_path = str(REPO / "experiments" / folder / "configs" / "gmm.py")
+        if not os.path.isfile(config_path):
+            options = sorted((REPO / "experiments" / folder / "configs").glob("*.py"))
+            if not options:
+                raise CLIError(f"no default config for {args.method}: pass --config FILE")
+            config_path = str(options[0])
+    config = _load_config(config_path, args.set)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise CLIError(f"distill {args.method} is not available: {e}") from None
+    print(f"distill {args.method}: config {config_path}, workdir {args.workdir}", flush=True)
+    module.train_and_evaluate(config, args.workdir)
+    return 0
+
+
+# ----------------------------------------------------------------------------- bench, demo, list
+
+
+def _bench(args) -> int:
+    import runpy
+
+    script = REPO / "bench" / BENCH[args.name]
+    if not script.is_file():
+        raise CLIError(f"bench scripts live in the repository's bench/ folder, not found at {script}")
+    sys.argv = [str(script), "--out", args.out, *args.extra]
+    sys.path.insert(0, str(script.parent))
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
 
 
 def _demo(args) -> int:
     from jaxsample import demo
 
     if args.samples < 1:
-        raise SystemExit("--samples must be a positive integer")
+        raise CLIError(f"--samples must be a positive integer, got {args.samples}")
     demo.run(args.out, num_samples=args.samples)
     return 0
 
 
+def _list(args) -> int:
+    from jaxsample import teachers
+
+    print("teachers:", ", ".join(t for t in teachers.list_teachers() if t != "digits_classifier"))
+    print("solvers: ", ", ".join(solver_names()))
+    print("grids:   ", ", ".join(GRIDS))
+    print("distill: ", ", ".join(DISTILL))
+    print("bench:   ", ", ".join(BENCH))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxsample", description="Fast samplers for diffusion and flow models.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="compare every solver against ground truth on a Gaussian mixture; "
-                                    "prints tables, writes results.json and psnr_vs_nfe.png")
+    parser = argparse.ArgumentParser(prog="jaxsample", description="Fast samplers for diffusion and flow models.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="the README demo: classical and shipped learned solvers against ground truth")
     p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     p.add_argument("--samples", type=int, default=512, help="number of samples per run (default: 512)")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("sample", help="sample a shipped or saved teacher with any solver; writes samples.npz and "
+                                      "samples.png")
+    p.add_argument("--teacher", default="digits_vp",
+                   help="a shipped teacher (jaxsample list) or the .json card of one you trained with "
+                        "experiments/teachers (default: digits_vp)")
+    p.add_argument("--solver", help="a solver name (jaxsample list)")
+    p.add_argument("--solver-file", help="a learned solver saved as .npz (e.g. by jaxsample distill bns)")
+    p.add_argument("--nfe", type=int, default=8, help="model evaluations (with --solver; default: 8)")
+    p.add_argument("--grid", default="quadratic", choices=GRIDS, help="time grid (with --solver; default: quadratic)")
+    p.add_argument("--num", type=int, default=64, help="number of samples (default: 64)")
+    p.add_argument("--batch", type=int, default=512, help="samples per jitted call (default: 512)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    p.add_argument("--label", type=int, help="class label for a class-conditional teacher (10: none)")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (default: 1)")
+    p.add_argument("--out", default="out/sample", help="output folder (default: out/sample)")
+    p.set_defaults(func=_sample)
+
+    p = sub.add_parser("distill", help="run a learned-solver or distillation study (wraps experiments/)")
+    p.add_argument("method", choices=list(DISTILL), help="which method")
+    p.add_argument("--config", help="config file (default: experiments/METHOD/configs/gmm.py or the first one)")
+    p.add_argument("--workdir", required=True, help="folder for checkpoints and results (resumes if present)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    p.set_defaults(func=_distill)
+
+    p = sub.add_parser("bench", help="run a benchmark from bench/ (JSON output); further options go to the script",
+                       epilog="e.g. jaxsample bench scaling --out s.json --repeats 5 (see python bench/NAME.py --help)")
+    p.add_argument("name", choices=list(BENCH), help="which benchmark")
+    p.add_argument("--out", required=True, help="JSON file to write")
+    p.set_defaults(func=_bench)
+
+    p = sub.add_parser("list", help="list teachers, solvers, grids, distillation methods and benchmarks")
+    p.set_defaults(func=_list)
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "bench":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
+    try:
+        return args.func(args)
+    except CLIError as e:
+        parser.exit(2, f"jaxsample: error: {e}\n")
 
 
 if __name__ == "__main__":

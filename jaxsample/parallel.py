@@ -45,6 +45,7 @@ from jax.sharding import PartitionSpec as P
 
 __all__ = [
     "make_mesh",
+    "auto_mesh",
     "data_sharding",
     "num_shards",
     "shard_batch",
@@ -76,6 +77,19 @@ def make_mesh(num_devices: Optional[int] = None, devices=None):
     devices = list(devices)
     # Auto axes: jit's sharding propagation (GSPMD) partitions the computation.
     return jax.make_mesh((len(devices),), (DATA,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+
+
+def auto_mesh(num_devices: int = 0):
+    """The mesh an experiment runs on: ``num_devices`` devices, or with 0 every device of every
+    host on an accelerator backend and a single device on the CPU backend (host "devices" made
+    with ``--xla_force_host_platform_device_count`` share the same cores: no speed-up, and on an
+    oversubscribed machine their collectives can time out). Returns None for a single device.
+    """
+    if isinstance(num_devices, bool) or not isinstance(num_devices, (int, np.integer)) or num_devices < 0:
+        raise ValueError(f"num_devices must be a non-negative integer (0: automatic), got {num_devices!r}")
+    if num_devices == 0:
+        num_devices = 1 if jax.default_backend() == "cpu" and jax.process_count() == 1 else jax.device_count()
+    return make_mesh(num_devices) if num_devices > 1 else None
 
 
 def _check_mesh(mesh):

@@ -175,6 +175,46 @@ def load_teacher(name: str) -> Model:
     return nets.network_model(module, load_params(name), build_path(card["path"]), card["prediction"])
 
 
+def load_teacher_from_card(card_path) -> Model:
+    """A teacher you trained with ``experiments/teachers/main.py``, from its ``.json`` card (the
+    weights file named in the card sits next to it), as a :class:`~jaxsample.models.Model`."""
+    import os
+
+    card_path = os.fspath(card_path)
+    if not os.path.isfile(card_path):
+        raise ValueError(f"card_path {card_path!r} does not exist (expected a teacher card, NAME.json)")
+    with open(card_path) as f:
+        card = json.load(f)
+    missing = [k for k in ("module", "net", "weights_file", "path", "prediction") if k not in card]
+    if missing:
+        raise ValueError(f"card_path {card_path!r} is not a generative teacher card: it lacks {missing}")
+    weights = os.path.join(os.path.dirname(os.path.abspath(card_path)), card["weights_file"])
+    with open(weights, "rb") as f:
+        params = _restore(f.read())
+    module = build_module(card["module"], card["net"])
+    return nets.network_model(module, params, build_path(card["path"]), card["prediction"])
+
+
+def sample_shape(name_or_card) -> tuple:
+    """The shape of one sample of a teacher: ``(8, 8, 1)`` for the digits, ``(2,)`` for 2-D toys.
+
+    Example:
+        >>> from jaxsample import teachers
+        >>> teachers.sample_shape("digits_vp"), teachers.sample_shape("checkerboard_flow")
+        ((8, 8, 1), (2,))
+    """
+    import os
+
+    if isinstance(name_or_card, dict):
+        card = name_or_card
+    elif str(name_or_card).endswith(".json") and os.path.isfile(name_or_card):
+        with open(name_or_card) as f:
+            card = json.load(f)
+    else:
+        card = teacher_card(name_or_card)
+    return (8, 8, 1) if card["config"]["dataset"] == "digits" else (2,)
+
+
 def load_digits_classifier():
     """The shipped digits classifier as a ``(module, params)`` pair, ready for
     ``features.digits_features(images, classifier=...)`` and

@@ -235,13 +235,13 @@ def train_and_evaluate(config, workdir):
     """Train teacher ``config.name``, export its EMA weights and card to ``workdir`` (and to
     ``config.export_dir`` if set), and return the card.
 
-    Data-parallel over all devices and hosts (or the first ``config.num_devices``) when there
-    is more than one: the batch is split over them, the same steps are taken; only process 0
-    writes files.
+    Data-parallel over ``config.num_devices`` devices, by default every device of every host on
+    an accelerator (:func:`jaxsample.parallel.auto_mesh`): the batch is split over them, the same
+    steps are taken; only process 0 writes files.
     """
     workdir = os.path.abspath(workdir)
-    num_devices = config.get("num_devices", 0) or jax.device_count()
-    mesh = parallel.make_mesh(num_devices) if num_devices > 1 else None
+    mesh = parallel.auto_mesh(config.get("num_devices", 0))
+    num_devices = 1 if mesh is None else parallel.num_shards(mesh)
     main = parallel.is_main_process()
     os.makedirs(workdir, exist_ok=True)
     name = config.name

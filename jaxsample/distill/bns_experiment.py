@@ -13,7 +13,6 @@ import json
 import os
 import time
 
-import jax
 import jax.numpy as jnp
 
 from jaxsample import compare, parallel
@@ -67,12 +66,13 @@ def _frechet(images):
 def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teacher_seconds=None) -> list[dict]:
     """Run the study described by ``config``; write ``workdir/results.json``; return its rows.
 
-    Runs data-parallel over all devices (and hosts) when there is more than one, or over the
-    first ``config.num_devices`` of them; the results do not depend on their number.
+    Runs data-parallel over ``config.num_devices`` devices, by default all devices of all hosts
+    on an accelerator (see :func:`jaxsample.parallel.auto_mesh`); the results do not depend on
+    their number.
     """
     os.makedirs(workdir, exist_ok=True)
-    num_devices = config.get("num_devices", 0) or jax.device_count()
-    mesh = parallel.make_mesh(num_devices) if num_devices > 1 else None
+    mesh = parallel.auto_mesh(config.get("num_devices", 0))
+    num_devices = 1 if mesh is None else parallel.num_shards(mesh)
     main = parallel.is_main_process()
     labels, interval = None, {}
     if model is None and config.get("teacher"):
@@ -97,6 +97,10 @@ def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teac
     val = pairs(config.num_val, config.seed * 3 + 1)
     test = pairs(config.num_test, config.seed * 3 + 2)
     digits = len(sample_shape) == 3
+    if main and config.get("save_test_pairs"):  # e.g. to ship as the demo's ground truth
+        import numpy as np
+
+        np.savez_compressed(os.path.join(workdir, "test_pairs.npz"), **{k: np.asarray(v) for k, v in test.items()})
     reference_fd = _frechet(test["target"]) if digits else None
     pairs_seconds = time.perf_counter() - t0
     suite = compare.baseline_suite(model.path, grids=config.get("baseline_grids") or None)

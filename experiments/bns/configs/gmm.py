@@ -17,9 +17,12 @@ def get_config():
     # (the best classical solver at this NFE), or a solver name from compare.baseline_suite on init_grid.
     c.init = "best_baseline,euler"
     c.init_grid = "quadratic"
+    c.baseline_grids = ()  # grids the baselines are tried on; () = each solver's default set
     c.sigma0 = 1.0  # source-noise scaling (preconditioning for guided models)
     c.num_steps, c.batch_size, c.learning_rate, c.eval_every = 2000, 64, 2e-3, 100
     c.data_range = 2.0
     c.seed = 0
     c.progress = True
+    c.save_test_pairs = False  # write DIR/test_pairs.npz (noise, target): the demo ships them as ground truth
+    c.num_devices = 0  # 0: every device (data-parallel); 1: one device
     return c
