@@ -57,18 +57,19 @@ def _scorer(shape, reference):
 def markdown(results: dict) -> str:
     """A markdown table of ``results`` (as written to results.json)."""
     m = results["metric"]
+    f = "{:.2f}" if m == "fd" else "{:.3f}"
     lines = [f"| steps (NFE) | student {m} | teacher DDIM {m} (same steps) | student RMSE to teacher@full | "
              f"teacher DDIM RMSE to teacher@full | round wall time (s) | fraction of teacher training |",
              "|---|---|---|---|---|---|---|"]
     for r in results["rounds"]:
         frac = r.get("fraction_of_teacher_training")
-        lines.append(f"| {r['student_steps']} | {r['student_metric']:.2f} | {r['teacher_same_steps_metric']:.2f} | "
+        lines.append(f"| {r['student_steps']} | {f.format(r['student_metric'])} | {f.format(r['teacher_same_steps_metric'])} | "
                      f"{r['student_rmse_to_full']:.4f} | {r['teacher_same_steps_rmse_to_full']:.4f} | "
                      f"{r['train_seconds']:.0f} | {'' if frac is None else f'{frac:.2f}'} |")
     lines.append("")
     lines.append(f"Teacher DDIM at {results['start_steps']} steps (the distillation start): "
-                 f"{m} {results['teacher_metric'][str(results['start_steps'])]:.2f}; "
-                 f"at {results['full_steps']} steps (full): {results['teacher_metric'][str(results['full_steps'])]:.2f}.")
+                 f"{m} {f.format(results['teacher_metric'][str(results['start_steps'])])}; "
+                 f"at {results['full_steps']} steps (full): {f.format(results['teacher_metric'][str(results['full_steps'])])}.")
     return "\n".join(lines)
 
 
