@@ -208,3 +208,15 @@ def test_bad_inputs_raise_value_error_naming_the_argument(tmp_path):
     for name, fn in cases:
         with pytest.raises(ValueError, match=name):
             fn()
+
+
+def test_shipped_statistics_load():
+    """The statistics calibrated by experiments/deis_sn ship in jaxsample/assets/deis_sn: 1000 times,
+    5 clamped, r -> sqrt(2/pi) at high noise and smaller near the data."""
+    import importlib.resources
+
+    for name in ("gmm_vp_cosine", "digits_vp"):
+        stats = ScoreNormStats.load(str(importlib.resources.files("jaxsample") / "assets" / "deis_sn" / f"{name}.npz"))
+        v = np.asarray(stats.values)
+        assert stats.times.shape == (1000,) and stats.num_clamped == 5
+        assert abs(v[-1] - math.sqrt(2 / math.pi)) < 0.01 and v[0] < 0.5 * v[-1]
