@@ -240,7 +240,8 @@ def _write_summary(workdir, rows, reference_scores, config):
         for m in methods:
             if not any(m in r for r in rows):
                 continue
-            lines.append(f"| {m} | " + " | ".join(_fmt(r.get(m), key) for r in rows) + " |")
+            label = f"teacher ({config.get('teacher_kind', 'dpm_solver_2')})" if m == "teacher_fine_grid_scores" else m
+            lines.append(f"| {label} | " + " | ".join(_fmt(r.get(m), key) for r in rows) + " |")
             if m.endswith("+gamma"):
                 lines.append(f"| {m} at gamma = 0 | " + " | ".join(
                     _fmt(r.get(m, {}).get("gamma0_scores"), key) for r in rows) + " |")
