@@ -1,6 +1,6 @@
 """The ``jaxsample`` command line.
 
-    jaxsample demo [--out DIR] [--samples N]
+    jaxsample demo [--setting digits|mixture] [--out DIR] [--samples N]
     jaxsample sample --teacher digits_vp --solver dpm_solver_pp_2m --nfe 8 --out DIR
     jaxsample sample --teacher digits_vp --solver-file jaxsample/assets/bns/digits_vp_nfe8.npz --out DIR
     jaxsample distill bns --config experiments/bns/configs/gmm.py --workdir DIR [--set num_steps=200]
@@ -272,9 +272,12 @@ def _bench(args) -> int:
 def _demo(args) -> int:
     from jaxsample import demo
 
-    if args.samples < 1:
+    if args.samples is not None and args.samples < 1:
         raise CLIError(f"--samples must be a positive integer, got {args.samples}")
-    demo.run(args.out, num_samples=args.samples)
+    if args.setting == "mixture":
+        demo.run_mixture(args.out or "out/demo_mixture", num_samples=args.samples or 512)
+    else:
+        demo.run(args.out or "out/demo", num_samples=args.samples)
     return 0
 
 
@@ -295,8 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="the README demo: classical and shipped learned solvers against ground truth")
-    p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
-    p.add_argument("--samples", type=int, default=512, help="number of samples per run (default: 512)")
+    p.add_argument("--setting", choices=("digits", "mixture"), default="digits",
+                   help="digits: the shipped digits teacher (default); mixture: the 64-d Gaussian-mixture benchmark")
+    p.add_argument("--out", help="output folder (default: out/demo, or out/demo_mixture)")
+    p.add_argument("--samples", type=int, help="number of held-out noises (default: 256 for digits, 512 for mixture)")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("sample", help="sample a shipped or saved teacher with any solver; writes samples.npz and "

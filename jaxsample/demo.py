@@ -1,13 +1,16 @@
-"""The README demo: classical solvers and shipped BNS solvers against ground truth.
+"""The README demo: classical solvers and shipped learned solvers against ground truth.
 
-Runs the exact model of a 64-dimensional, 8-component anisotropic Gaussian mixture
-under two paths (VP cosine with an eps model; rectified flow with a velocity
-model), samples with each solver at several NFE budgets from the same held-out
-noise, and scores each result by PSNR against the adaptive Dopri8 solution of the
-same ODE and by the exact log-likelihood of the samples. The BNS solvers were
-distilled by ``experiments/bns`` (configs ``gmm.py`` and ``gmm_flow.py``) and ship
-in ``jaxsample/assets/bns``. Prints markdown tables and writes ``results.json``
-and ``psnr_vs_nfe.png`` to the output folder.
+``run`` (the default of ``jaxsample demo``) samples the shipped digits teacher (``digits_vp``: a
+U-Net, v prediction on the VP cosine path) with classical solvers and with the shipped learned
+solvers at NFE 4, 8 and 16, all from the same held-out noise, and scores each by PSNR against the
+shipped ground truth (the adaptive Dopri8 solution of the same ODE from the same noise, made by
+``experiments/bns`` with ``save_test_pairs``) and by Frechet distance to held-out digits in the
+shipped classifier's features. Prints a markdown table and writes ``results.json``,
+``psnr_vs_nfe.png`` and ``samples.png`` (a grid: ground truth, best classical, learned).
+
+``run_mixture`` (``jaxsample demo --setting mixture``) is the same comparison on the exact model
+of a 64-dimensional, 8-component anisotropic Gaussian mixture under two paths (VP cosine with an
+eps model; rectified flow with a velocity model), with the samples' exact log-likelihood.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import Optional
 
 from jaxsample import compare
 
@@ -50,7 +54,9 @@ def shipped_bns(setting: str) -> dict:
     return out
 
 
-def run(out_dir: str = "out/demo", num_samples: int = 512, nfes=NFES, quiet: bool = False) -> dict:
+def run_mixture(out_dir: str = "out/demo_mixture", num_samples: int = 512, nfes=NFES,
+                quiet: bool = False) -> dict:
+    """The mixture demo (see the module docstring); returns what it writes to results.json."""
     os.makedirs(out_dir, exist_ok=True)
     gmm = compare.benchmark_mixture()
     t0 = time.perf_counter()
@@ -88,4 +94,141 @@ def run(out_dir: str = "out/demo", num_samples: int = 512, nfes=NFES, quiet: boo
         json.dump(results, f, indent=1)
     if not quiet:
         print(f"\nwrote {plot} and {os.path.join(out_dir, 'results.json')} in {results['seconds']:.0f} s")
+    return results
+
+
+# ----------------------------------------------------------------------------- the digits demo
+
+DIGITS_TEACHER = "digits_vp"
+DIGITS_NFES = (4, 8, 16)
+DIGITS_BASELINES = ("euler", "heun", "ddim", "dpm_solver_pp_2m", "unipc_bh2_3", "deis_tab_3", "ipndm")
+ASSETS = os.path.join(os.path.dirname(__file__), "assets")
+
+
+def digits_reference() -> dict:
+    """The shipped ground truth for the digits demo: ``noise``, ``target`` (the adaptive Dopri8
+    solution from that noise over ``t_start`` -> ``t_end``, EDM's sigma / alpha in [80, 0.002])."""
+    import numpy as np
+
+    with np.load(os.path.join(ASSETS, "demo", f"{DIGITS_TEACHER}_reference.npz")) as f:
+        return {k: f[k] for k in f.files}
+
+
+def learned_digits_solvers(nfes=DIGITS_NFES, t_start=None, t_end=None) -> dict:
+    """name -> {nfe: (solver, ts)}: the learned (or calibrated) solvers shipped for the digits
+    teacher: BNS solvers, and DEIS-SN (tAB order 3 on the quadratic grid from ``t_start`` to
+    ``t_end``) with the shipped score-norm statistic."""
+    from jaxsample.distill.bns import BespokeNonStationary
+    from jaxsample.grids import get_grid
+    from jaxsample.paths import VPCosine
+    from jaxsample.solvers.deis_sn import ScoreNormStats, deis_sn
+
+    out = {}
+    stats_file = os.path.join(ASSETS, "deis_sn", f"{DIGITS_TEACHER}.npz")
+    if os.path.exists(stats_file) and t_start is not None:
+        solver = deis_sn(ScoreNormStats.load(stats_file), order=3)
+        out["DEIS-SN (calibrated)"] = {n: (solver, get_grid("quadratic", VPCosine(), n, t_start=t_start, t_end=t_end))
+                                       for n in nfes}
+    bns_files = {n: os.path.join(ASSETS, "bns", f"{DIGITS_TEACHER}_nfe{n}.npz") for n in nfes}
+    bns = {n: BespokeNonStationary.load(f) for n, f in bns_files.items() if os.path.exists(f)}
+    if bns:
+        out["BNS (learned)"] = {n: (s, s.times) for n, s in bns.items()}
+    return out
+
+
+def _save_sample_grid(rows: dict, filename: str, num: int = 12) -> None:
+    """One row of ``num`` digits per entry of ``rows`` (label -> images), labelled on the left."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(len(rows), 1, figsize=(num * 0.55 + 2.2, len(rows) * 0.62 + 0.2), squeeze=False)
+    for ax, (label, images) in zip(axes[:, 0], rows.items()):
+        imgs = np.clip((np.asarray(images[:num])[..., 0] + 1) / 2, 0, 1)
+        strip = np.concatenate([np.pad(im, ((1, 1), (1, 1)), constant_values=1.0) for im in imgs], axis=1)
+        ax.imshow(strip, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.tight_layout(pad=0.3)
+    fig.savefig(filename, dpi=110)
+    plt.close(fig)
+
+
+def run(out_dir: str = "out/demo", num_samples: Optional[int] = None, nfes=DIGITS_NFES, quiet: bool = False) -> dict:
+    """The digits demo (see the module docstring); returns what it writes to results.json.
+
+    ``num_samples`` (default: all the shipped ground truth, 256) held-out noises are used.
+    """
+    import jax
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from jaxsample import features, teachers
+    from jaxsample.grids import get_grid
+    from jaxsample.metrics import psnr
+    from jaxsample.sampling import sample
+
+    t0 = time.perf_counter()
+    os.makedirs(out_dir, exist_ok=True)
+    ref = digits_reference()
+    n = ref["noise"].shape[0] if num_samples is None else int(num_samples)
+    if not 1 <= n <= ref["noise"].shape[0]:
+        raise ValueError(f"num_samples must be in [1, {ref['noise'].shape[0]}] (the shipped ground truth), got {n}")
+    noise, target = jax.numpy.asarray(ref["noise"][:n]), np.asarray(ref["target"][:n])
+    t_start, t_end = float(ref["t_start"]), float(ref["t_end"])
+    model = teachers.load_teacher(DIGITS_TEACHER)
+    classifier = teachers.load_digits_classifier()
+    fd = lambda x: features.digits_frechet_distance(np.asarray(x), classifier=classifier)  # noqa: E731
+
+    suite = compare.baseline_suite(model.path, grids=["quadratic"])
+    runs = []  # (name, nfe, solver, ts, grid)
+    for name in DIGITS_BASELINES:
+        solver = suite[name][0]
+        for nfe in nfes:
+            if nfe % solver.nfe(1) == 0:
+                runs.append((name, nfe, solver, get_grid("quadratic", model.path, nfe // solver.nfe(1),
+                                                         t_start=t_start, t_end=t_end), "quadratic"))
+    learned = learned_digits_solvers(nfes, t_start, t_end)
+    for name, by_nfe in learned.items():
+        for nfe, (solver, ts) in sorted(by_nfe.items()):
+            runs.append((name, nfe, solver, ts, "learned"))
+
+    rows, samples = [], {}
+    for name, nfe, solver, ts, grid in tqdm(runs, desc="demo", disable=quiet, dynamic_ncols=True):
+        t1 = time.perf_counter()
+        x = np.asarray(sample(model, solver, ts, noise))
+        samples[name, nfe] = x
+        rows.append({"solver": name, "nfe": nfe, "grid": grid, "stochastic": False,
+                     "psnr_db": float(psnr(x, target)), "fd": fd(x), "seconds": time.perf_counter() - t1})
+    reference_fd = fd(target)
+    best = compare.best_by_nfe(rows, exclude=list(learned))
+    if not quiet:
+        print(f"\n## {DIGITS_TEACHER} ({n} held-out noises): PSNR (dB) against the exact ODE solution, higher is "
+              f"better\n")
+        print(compare.markdown_table(rows))
+        print(f"\n## Frechet distance to held-out digits (classifier features), lower is better; the exact ODE "
+              f"solution itself: {reference_fd:.2f}\n")
+        print(compare.markdown_table(rows, "fd"))
+    plot = os.path.join(out_dir, "psnr_vs_nfe.png")
+    compare.plot_psnr_vs_nfe({f"{DIGITS_TEACHER} (U-Net, v prediction, VP cosine)": rows}, plot,
+                             title="jaxsample on the shipped digits teacher: classical vs learned solvers")
+    grid_rows = {"exact ODE": target}
+    for nfe in nfes:
+        if nfe in best:
+            grid_rows[f"{best[nfe]['solver']}, NFE {nfe}"] = samples[best[nfe]["solver"], nfe]
+        for name in learned:
+            if (name, nfe) in samples:
+                grid_rows[f"{name.split(' ')[0]}, NFE {nfe}"] = samples[name, nfe]
+    grid_png = os.path.join(out_dir, "samples.png")
+    _save_sample_grid(grid_rows, grid_png)
+    results = {"teacher": DIGITS_TEACHER, "num_samples": n, "rows": rows, "reference_fd": reference_fd,
+               "best_classical": {k: (v["solver"], round(v["psnr_db"], 2)) for k, v in best.items()},
+               "seconds": time.perf_counter() - t0}
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    if not quiet:
+        print(f"\nwrote {plot}, {grid_png} and {os.path.join(out_dir, 'results.json')} in "
+              f"{results['seconds']:.0f} s")
     return results

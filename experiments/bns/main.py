@@ -7,25 +7,8 @@ seconds, ...) and DIR/bns_nfe{N}.npz, the learned solvers. Override any config f
 --config.FIELD=VALUE (e.g. --config.num_steps=200).
 """
 
-from absl import app, flags
-from ml_collections import config_flags
-
-from jaxsample import parallel
+from jaxsample import experiment
 from jaxsample.distill import bns_experiment
 
-FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Path to the config file.", lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for checkpoints and results.")
-flags.mark_flags_as_required(["config", "workdir"])
-parallel.define_flags()  # --coordinator_address, --num_processes, --process_id, --distributed_auto
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    parallel.initialize_from_flags()  # multi-host: before any JAX computation
-    bns_experiment.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    experiment.main(bns_experiment.train_and_evaluate)

@@ -34,16 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import app, flags, logging
-from ml_collections import config_flags
-
-from jaxsample import data, features, objectives, parallel, sampling, teachers, train
-
-FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Path to the config file.", lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, weights, card and figures.")
-flags.mark_flags_as_required(["config", "workdir"])
-parallel.define_flags()  # --coordinator_address, --num_processes, --process_id, --distributed_auto
+from jaxsample import data, experiment, features, objectives, parallel, sampling, teachers, train
 
 
 def _command() -> str:
@@ -309,13 +300,5 @@ def train_and_evaluate(config, workdir):
     return card
 
 
-def main(argv):
-    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    parallel.initialize_from_flags()
-    train_and_evaluate(FLAGS.config, FLAGS.workdir)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    experiment.main(train_and_evaluate, workdir_help="Directory for checkpoints, weights, card and figures.")
