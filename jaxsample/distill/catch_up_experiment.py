@@ -124,7 +124,8 @@ def markdown_table(rows, metric: str, euler_steps, heun_nfe) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         vals = [f"{r[c]:.3f}" if metric == "sliced_wasserstein" else f"{r[c]:.2f}" for c in cols]
-        lines.append("| " + " | ".join([r["name"], *vals, f"{r['train_seconds']:.0f}", str(r["forward_passes"])]) + " |")
+        cells = [r["name"], *vals, f"{r['train_seconds']:.0f}", str(r["forward_passes"])]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -173,7 +174,8 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
             if eval_cond is not None:
                 pair_cond = {"label": np.random.default_rng(config.seed + 1).integers(0, 10, config.one_step_pairs)}
             t0 = time.perf_counter()
-            pairs = catch_up.trajectory_pairs(model, pair_noise, num_steps=config.one_step_teacher_steps, cond=pair_cond)
+            pairs = catch_up.trajectory_pairs(model, pair_noise, num_steps=config.one_step_teacher_steps,
+                                              cond=pair_cond)
             st1, h1 = catch_up.train_one_step(base, params, pairs, num_steps=config.one_step_steps,
                                              batch_size=config.batch_size, method=method,
                                              anchor_weight=config.one_step_anchor_weight,
