@@ -109,8 +109,14 @@ ROWS = [
          "dpm_solver_sn(ScoreNormStats.constant(), 3)"), "eps",
         learned="calibrated r(t), as DEIS-SN", reference=f"Xia et al. 2023, arXiv 2311.00157; {LU}",
         notes="`score_normalise` wraps DEIS, DPM-Solver and DDIM"),
-    Row("AdaSDE", "*(to be filled)*", (), "x0 and eps", learned="per-step stochastic coefficients",
-        reference="Wang et al. 2025, arXiv 2510.23285", pending=True),
+    Row("AdaSDE", "distill.adasde.distill(...) / AdaSDE.load(f); AdaSDE.dpm_solver_2(n)",
+        ("AdaSDE.dpm_solver_2(4)",), "x0 and eps", learned="per-step gamma, r, a, c (4 n parameters)",
+        reference="Wang et al. 2025, arXiv 2510.23285",
+        notes="gamma = 0, r = 1/2, a = c = 1 is DPM-Solver-2; `afs=True`: analytic first step, 2 n - 1 calls"),
+    Row("learned noise on any solver (AdaSDE plug-in)", "noise_injected(base, gamma)",
+        ("noise_injected(euler(), jnp.zeros(4))", "noise_injected(heun(), jnp.zeros(4))"), "that of `base`",
+        learned="per-step gamma", reference="Wang et al. 2025, arXiv 2510.23285",
+        notes="gamma = 0 is `base` exactly"),
     Row("progressive distillation (student network)",
         "distill.progressive.progressive_distill(teacher, ...) -> student_model(...), sampled with ddim()",
         ("ddim()",), "eps, x0, v, velocity or both (the student's)", learned="a student network, N -> N/2 steps a round",
@@ -124,7 +130,7 @@ ROWS = [
 
 #: Public callables of ``jaxsample.solvers`` that are not solver constructors.
 NOT_SOLVERS = ("as_diffrax", "probability_flow_term", "per_sample_normal", "deis_coefficients", "step_orders",
-               "effective_order", "parameter_count")
+               "effective_order", "parameter_count", "inject_noise")
 
 
 def namespace() -> dict:
@@ -137,6 +143,7 @@ def namespace() -> dict:
     ns.update({name: getattr(paths, name) for name in paths.__all__})
     ns.update({name: getattr(grids, name) for name in grids.__all__})
     ns["bns"] = bns
+    ns["jnp"] = __import__("jax.numpy", fromlist=["numpy"])
     return ns
 
 
@@ -178,8 +185,6 @@ values they belong to the example calls shown after the constructor, in order.
   (predictions are converted through the path), but updates in eps divide by alpha, so they
   cannot start where alpha = 0 (rectified flow at t = 1): start such grids below t = 1 or use an
   x0 or velocity solver there.
-- Rows marked *(to be filled)* are methods being added (issue 11); their columns are filled when
-  they land.
 
 """
 

@@ -19,7 +19,7 @@ from jaxsample.nets import MLP, UNet, guided, network_model
 from jaxsample.objectives import diffusion_loss, flow_matching_loss
 from jaxsample.paths import EDM, AbstractPath, DiscreteDDPM, NoiseScaled, RectifiedFlow, VPCosine, VPLinear, get_path
 from jaxsample.sampling import count_model_calls, initial_noise, reference_sample, sample, sample_keys
-from jaxsample.solvers import (AbstractSolver, ScoreNormStats, as_diffrax, ddim, ddpm_ancestral, deis, deis_sn,
+from jaxsample.solvers import (AbstractSolver, AdaSDE, ScoreNormStats, noise_injected, as_diffrax, ddim, ddpm_ancestral, deis, deis_sn,
                                dpm_solver, dpm_solver_pp_2m, dpm_solver_pp_2m_sde, dpm_solver_pp_2s, dpm_solver_pp_3m,
                                dpm_solver_sn, edm_stochastic_heun, embed, euler, euler_maruyama, heun, ipndm, kutta3,
                                midpoint, probability_flow_term, rk4, score_normalise, unipc)
@@ -43,6 +43,6 @@ __all__ = [
     "AbstractSolver", "as_diffrax", "euler", "heun", "kutta3", "midpoint", "probability_flow_term", "rk4",
     "ddim", "deis", "dpm_solver", "dpm_solver_pp_2m", "dpm_solver_pp_2s", "dpm_solver_pp_3m", "ipndm", "unipc",
     "ddpm_ancestral", "dpm_solver_pp_2m_sde", "edm_stochastic_heun", "euler_maruyama", "embed",
-    "ScoreNormStats", "deis_sn", "dpm_solver_sn", "score_normalise",
+    "AdaSDE", "noise_injected", "ScoreNormStats", "deis_sn", "dpm_solver_sn", "score_normalise",
     "BespokeNonStationary", "progressive_distill", "student_model", "CatchUpNet", "catch_up_model", "train_catch_up",
 ]

@@ -74,6 +74,8 @@ def load_solver_file(path: str):
         except Exception as e:  # not this kind of file
             errors.append(f"{cls.__name__}: {e}")
             continue
+        if getattr(solver, "times", None) is None:
+            raise CLIError(f"--solver-file {path!r} holds no time grid (saved without times)")
         return solver, solver.times
     raise CLIError(f"--solver-file {path!r} is not a saved learned solver ({'; '.join(errors)}); "
                    f"expected a file written by e.g. {BespokeNonStationary.__name__}.save")

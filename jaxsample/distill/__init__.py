@@ -1,6 +1,7 @@
 """Learned solvers and distilled students, each trained by the shared optax loop (:mod:`jaxsample.train`).
 
 - :mod:`~jaxsample.distill.bns`: Bespoke Non-Stationary solvers (Shaul et al. 2024).
+- :mod:`~jaxsample.distill.adasde`: AdaSDE's per-step noise and step parameters (Wang et al. 2025).
 - :mod:`~jaxsample.distill.deis_sn`: the calibration pass of score-normalised DEIS (Xia et al. 2023).
 - :mod:`~jaxsample.distill.progressive`: progressive distillation (Salimans & Ho 2022).
 - :mod:`~jaxsample.distill.catch_up`: catch-up distillation (Shao et al. 2023).
@@ -9,6 +10,6 @@ Each has a ``*_experiment`` module with the ``train_and_evaluate(config, workdir
 ``experiments/<name>/main.py`` and ``jaxsample distill <name>`` run.
 """
 
-from jaxsample.distill import bns, catch_up, deis_sn, progressive
+from jaxsample.distill import adasde, bns, catch_up, deis_sn, progressive
 
-__all__ = ["bns", "catch_up", "deis_sn", "progressive"]
+__all__ = ["adasde", "bns", "catch_up", "deis_sn", "progressive"]

@@ -6,11 +6,13 @@
 - Stochastic: :func:`euler_maruyama`, :func:`ddpm_ancestral`, :func:`edm_stochastic_heun`,
   :func:`dpm_solver_pp_2m_sde`.
 - Non-stationary: :class:`NonStationary` and :func:`embed` (any linear solver as NS coefficients).
+- Learned-noise stochastic: :class:`AdaSDE` and :func:`noise_injected` (AdaSDE's gamma on any solver).
 - Score-normalised: :func:`deis_sn`, :func:`dpm_solver_sn`, :func:`score_normalise` with a calibrated
   :class:`ScoreNormStats` (DEIS-SN).
 """
 
 from jaxsample.solvers._base import AbstractSolver, SimpleState, per_sample_normal
+from jaxsample.solvers.adasde import AdaSDE, NoiseInjected, inject_noise, noise_injected
 from jaxsample.solvers.deis_sn import (DEISSN, DPMSolverSN, ScoreNormStats, deis_sn, dpm_solver_sn,
                                        score_normalise)
 from jaxsample.solvers.diffrax_interop import DiffraxAdapter, ProbabilityFlow, as_diffrax, probability_flow_term
@@ -29,6 +31,7 @@ __all__ = [
     "DDIM", "DEIS", "IPNDM", "DPMSolver", "DPMSolverPP2S", "DPMSolverPPMultistep", "UniPC",
     "ddim", "deis", "dpm_solver", "dpm_solver_pp_2m", "dpm_solver_pp_2s", "dpm_solver_pp_3m", "ipndm", "unipc",
     "NonStationary", "embed",
+    "AdaSDE", "NoiseInjected", "inject_noise", "noise_injected",
     "ScoreNormStats", "DEISSN", "DPMSolverSN", "deis_sn", "dpm_solver_sn", "score_normalise",
     "DDPMAncestral", "DPMSolverPP2MSDE", "EDMStochasticHeun", "EulerMaruyama",
     "ddpm_ancestral", "dpm_solver_pp_2m_sde", "edm_stochastic_heun", "euler_maruyama",
