@@ -228,10 +228,15 @@ def plot_psnr_vs_nfe(panels: Mapping[str, Sequence[dict]], filename: str, title:
 
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
     for ax, (panel, rows) in zip(axes[0], panels.items()):
+        learned_styles = iter([("-", "*", 13), ("--", "D", 7), (":", "s", 7), ("-.", "^", 8)] * 4)
         for name in dict.fromkeys(r["solver"] for r in rows):
             pts = sorted((r["nfe"], r["psnr_db"]) for r in rows if r["solver"] == name)
             learned = any(r.get("grid") == "learned" for r in rows if r["solver"] == name)
-            style = dict(color="black", lw=3, marker="*", ms=12, zorder=5) if learned else dict(marker="o", lw=1.3)
+            if learned:  # black, one line style and marker each
+                ls, marker, ms = next(learned_styles)
+                style = dict(color="black", lw=2.5, ls=ls, marker=marker, ms=ms, zorder=5)
+            else:
+                style = dict(marker="o", lw=1.3)
             ax.plot(*np.array(pts).T, label=name, **style)
         ax.set_xscale("log", base=2)
         nfes = sorted({r["nfe"] for r in rows})
