@@ -121,7 +121,7 @@ def learned_digits_solvers(nfes=DIGITS_NFES, t_start=None, t_end=None) -> dict:
     from jaxsample.distill.bns import BespokeNonStationary
     from jaxsample.grids import get_grid
     from jaxsample.paths import VPCosine
-    from jaxsample.solvers.deis_sn import ScoreNormStats, deis_sn
+    from jaxsample.solvers.score_norm import ScoreNormStats, deis_sn
 
     out = {}
     stats_file = os.path.join(ASSETS, "deis_sn", f"{DIGITS_TEACHER}.npz")

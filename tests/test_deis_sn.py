@@ -13,7 +13,7 @@ from jaxsample import grids, models, paths, sample, train
 from jaxsample.distill import deis_sn as cal
 from jaxsample.sampling import reference_sample
 from jaxsample.solvers import exponential as E
-from jaxsample.solvers.deis_sn import ScoreNormStats, deis_sn, dpm_solver_sn, score_normalise
+from jaxsample.solvers.score_norm import ScoreNormStats, deis_sn, dpm_solver_sn, score_normalise
 
 
 def _smooth_stats(path, num=400):

@@ -5,9 +5,9 @@ dimensions, at every step ``k`` of one high-NFE sampling run (default: 1000 step
 order 3, uniform in t), as in mtkresearch/Diffusion-DEIS-SN (``deisabode_pipeline.py`` records
 ``mean|score| * sigma`` at each step of a 1000-step run; ``DEISABSNODEScheduler`` then clamps the
 ``clip_normalizer_steps`` entries at the smallest t to the next value: 5 for CIFAR-10, 1 for
-LSUN-Church). The result is a :class:`~jaxsample.solvers.deis_sn.ScoreNormStats` (times,
+LSUN-Church). The result is a :class:`~jaxsample.solvers.score_norm.ScoreNormStats` (times,
 values, num_clamped), saved as a small ``.npz``; use it with
-:func:`~jaxsample.solvers.deis_sn.deis_sn` or :func:`~jaxsample.solvers.deis_sn.score_normalise`.
+:func:`~jaxsample.solvers.score_norm.deis_sn` or :func:`~jaxsample.solvers.score_norm.score_normalise`.
 
 Calibration is one jitted ``lax.scan`` per batch (eps_hat at each step's starting point is the
 one the solver computes, read from DEIS's history; other solvers cost one extra call a step), batched with a tqdm bar; sample ``k`` draws its noise
@@ -24,7 +24,7 @@ Example:
     ...                           t_start=0.99, t_end=0.01, num_clamped=1)
     >>> stats.times.shape, round(float(stats(0.99)), 1)     # r ~ sqrt(2 / pi) at high noise
     ((50,), 0.8)
-    >>> x = js.sample(model, js.solvers.deis_sn.deis_sn(stats, 3), js.power(model.path, 6, t_start=0.99,
+    >>> x = js.sample(model, js.deis_sn(stats, 3), js.power(model.path, 6, t_start=0.99,
     ...               t_end=0.01), jax.random.normal(jax.random.key(1), (8, 4)))
 """
 
@@ -42,7 +42,7 @@ import numpy as np
 from jaxsample.grids import get_grid
 from jaxsample.models import Model
 from jaxsample.solvers._base import AbstractSolver
-from jaxsample.solvers.deis_sn import DEISSN, ScoreNormStats
+from jaxsample.solvers.score_norm import DEISSN, ScoreNormStats
 from jaxsample.solvers.exponential import DEIS, deis
 
 __all__ = ["ScoreNormStats", "calibrate", "save_stats", "load_stats"]
@@ -100,7 +100,7 @@ def calibrate(model: Model, sample_shape, *, num_samples: int = 256, batch_size:
         progress: show a tqdm bar over batches.
 
     Returns:
-        A :class:`~jaxsample.solvers.deis_sn.ScoreNormStats` at the run's ``num_steps`` step
+        A :class:`~jaxsample.solvers.score_norm.ScoreNormStats` at the run's ``num_steps`` step
         times ``ts[:-1]`` (the final time is never evaluated by a sampler).
 
     Raises:

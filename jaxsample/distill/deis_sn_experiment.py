@@ -29,7 +29,7 @@ from jaxsample.distill import deis_sn as cal
 from jaxsample.grids import get_grid
 from jaxsample.metrics import mean_log_likelihood, psnr
 from jaxsample.sampling import initial_noise, reference_sample, sample
-from jaxsample.solvers import deis_sn as sn
+from jaxsample.solvers import score_norm as sn
 from jaxsample.solvers import exponential as E
 
 __all__ = ["train_and_evaluate", "plot_statistic", "step_variation"]

@@ -13,7 +13,7 @@
 
 from jaxsample.solvers._base import AbstractSolver, SimpleState, per_sample_normal
 from jaxsample.solvers.adasde import AdaSDE, NoiseInjected, inject_noise, noise_injected
-from jaxsample.solvers.deis_sn import (DEISSN, DPMSolverSN, ScoreNormStats, deis_sn, dpm_solver_sn,
+from jaxsample.solvers.score_norm import (DEISSN, DPMSolverSN, ScoreNormStats, deis_sn, dpm_solver_sn,
                                        score_normalise)
 from jaxsample.solvers.diffrax_interop import DiffraxAdapter, ProbabilityFlow, as_diffrax, probability_flow_term
 from jaxsample.solvers.exponential import (DDIM, DEIS, IPNDM, DPMSolver, DPMSolverPP2S, DPMSolverPPMultistep, UniPC,

@@ -780,7 +780,7 @@ def deis_coefficients(path, ts, order: int, kind: str = "tab", *, lower_order_fi
 
     Traceable in ``ts``. See the module docstring for the formula. ``weight``, a function of
     ``t``, multiplies the integrand (``C_ij = alpha_{i+1} int l_j(tau) weight(tau) drho``): DEIS-SN's
-    score normaliser ``r(t)`` (:mod:`jaxsample.solvers.deis_sn`); ``None`` is 1.
+    score normaliser ``r(t)`` (:mod:`jaxsample.solvers.score_norm`); ``None`` is 1.
     """
     _check_choice("order", order, (1, 2, 3, 4))
     _check_choice("kind", kind, KINDS)

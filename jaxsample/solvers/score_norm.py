@@ -34,13 +34,13 @@ at the very end). ``r(t)`` is its linear interpolation, constant beyond the ends
 Example:
     >>> import jax
     >>> from jaxsample import grids, models, paths, sample
-    >>> from jaxsample.solvers import deis_sn, exponential
+    >>> from jaxsample.solvers import score_norm, exponential
     >>> gmm = models.GaussianMixture.random(jax.random.key(0), dim=4, num_components=3)
     >>> model = gmm.model(paths.VPLinear(), "eps")
     >>> ts = grids.power(model.path, 10)
     >>> noise = jax.random.normal(jax.random.key(1), (8, 4))
-    >>> stats = deis_sn.ScoreNormStats.constant(0.8)          # r constant: exactly tAB-DEIS
-    >>> x_sn = sample(model, deis_sn.deis_sn(stats, 3), ts, noise)
+    >>> stats = score_norm.ScoreNormStats.constant(0.8)          # r constant: exactly tAB-DEIS
+    >>> x_sn = sample(model, score_norm.deis_sn(stats, 3), ts, noise)
     >>> x = sample(model, exponential.deis(3), ts, noise)
     >>> bool(abs(x_sn - x).max() < 1e-5)
     True
@@ -264,12 +264,12 @@ def deis_sn(stats: ScoreNormStats, order: int = 3, kind: str = "tab", lower_orde
     Example:
         >>> import jax, jax.numpy as jnp
         >>> from jaxsample import grids, models, paths, sample
-        >>> from jaxsample.solvers import deis_sn
+        >>> from jaxsample.solvers import score_norm
         >>> gmm = models.GaussianMixture.random(jax.random.key(0), dim=2, num_components=2)
         >>> model = gmm.model(paths.VPCosine(), "eps")
         >>> ts = grids.logsnr_uniform(model.path, 8, t_start=0.99, t_end=0.01)
-        >>> stats = deis_sn.ScoreNormStats(jnp.array([0.0, 0.5, 1.0]), jnp.array([0.1, 0.6, 0.8]))
-        >>> x = sample(model, deis_sn.deis_sn(stats, 2), ts, jax.random.normal(jax.random.key(1), (4, 2)))
+        >>> stats = score_norm.ScoreNormStats(jnp.array([0.0, 0.5, 1.0]), jnp.array([0.1, 0.6, 0.8]))
+        >>> x = sample(model, score_norm.deis_sn(stats, 2), ts, jax.random.normal(jax.random.key(1), (4, 2)))
         >>> x.shape
         (4, 2)
     """
@@ -369,12 +369,12 @@ def dpm_solver_sn(stats: ScoreNormStats, order: int = 3, num_quadrature: int = 6
     Example:
         >>> import jax
         >>> from jaxsample import grids, models, paths, sample
-        >>> from jaxsample.solvers import deis_sn, exponential
+        >>> from jaxsample.solvers import score_norm, exponential
         >>> gmm = models.GaussianMixture.random(jax.random.key(0), dim=2, num_components=2)
         >>> model = gmm.model(paths.VPLinear(), "eps")
         >>> ts = grids.logsnr_uniform(model.path, 4)
         >>> noise = jax.random.normal(jax.random.key(1), (4, 2))
-        >>> solver = deis_sn.dpm_solver_sn(deis_sn.ScoreNormStats.constant(0.5), 3)
+        >>> solver = score_norm.dpm_solver_sn(score_norm.ScoreNormStats.constant(0.5), 3)
         >>> x = sample(model, solver, ts, noise)
         >>> bool(abs(x - sample(model, exponential.dpm_solver(3), ts, noise)).max() < 1e-4), solver.nfe(4)
         (True, 12)
@@ -394,8 +394,8 @@ def score_normalise(solver: AbstractSolver, stats: ScoreNormStats) -> AbstractSo
             UniPC, Runge-Kutta and stochastic solvers).
 
     Example:
-        >>> from jaxsample.solvers import deis_sn, exponential
-        >>> sn = deis_sn.score_normalise(exponential.deis(2, "rhoab"), deis_sn.ScoreNormStats.constant())
+        >>> from jaxsample.solvers import score_norm, exponential
+        >>> sn = score_norm.score_normalise(exponential.deis(2, "rhoab"), score_norm.ScoreNormStats.constant())
         >>> type(sn).__name__, sn.order, sn.kind
         ('DEISSN', 2, 'rhoab')
     """
