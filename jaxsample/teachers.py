@@ -170,9 +170,12 @@ def load_teacher(name: str) -> Model:
     if name not in _GENERATIVE:
         raise ValueError(f"{name!r} is not a generative teacher (use load_digits_classifier()); "
                          f"generative teachers are: {', '.join(sorted(_GENERATIVE))}")
-    card = teacher_card(name)
+    return _model_from_card(teacher_card(name), load_params(name))
+
+
+def _model_from_card(card: dict, params) -> Model:
     module = build_module(card["module"], card["net"])
-    return nets.network_model(module, load_params(name), build_path(card["path"]), card["prediction"])
+    return nets.network_model(module, params, build_path(card["path"]), card["prediction"])
 
 
 def load_teacher_from_card(card_path) -> Model:
@@ -190,9 +193,7 @@ def load_teacher_from_card(card_path) -> Model:
         raise ValueError(f"card_path {card_path!r} is not a generative teacher card: it lacks {missing}")
     weights = os.path.join(os.path.dirname(os.path.abspath(card_path)), card["weights_file"])
     with open(weights, "rb") as f:
-        params = _restore(f.read())
-    module = build_module(card["module"], card["net"])
-    return nets.network_model(module, params, build_path(card["path"]), card["prediction"])
+        return _model_from_card(card, _restore(f.read()))
 
 
 def sample_shape(name_or_card) -> tuple:

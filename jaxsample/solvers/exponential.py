@@ -832,6 +832,44 @@ def deis_coefficients(path, ts, order: int, kind: str = "tab", *, lower_order_fi
     return coeffs
 
 
+def check_deis_settings(solver) -> None:
+    """Validate the settings DEIS and its variants share (order, kind, lower-order rules, nodes)."""
+    _check_choice("order", solver.solver_order, (1, 2, 3, 4))
+    _check_choice("kind", solver.kind, KINDS)
+    if not isinstance(solver.lower_order_final, bool):
+        raise ValueError(f"lower_order_final must be a bool, got {solver.lower_order_final!r}")
+    _check_below("lower_order_final_below", solver.lower_order_final_below)
+    if isinstance(solver.num_quadrature, bool) or not isinstance(solver.num_quadrature, int) \
+            or solver.num_quadrature < 2:
+        raise ValueError(f"num_quadrature must be an integer >= 2, got {solver.num_quadrature!r}")
+
+
+def deis_init(solver, model, ts, x, weight=None) -> DEISState:
+    """DEIS's initial state: the coefficient table of :func:`deis_coefficients` (with its
+    optional ``weight``) and an empty history."""
+    coeffs = deis_coefficients(model.path, ts, solver.solver_order, solver.kind,
+                               lower_order_final=solver.lower_order_final,
+                               lower_order_final_below=solver.lower_order_final_below,
+                               num_quadrature=solver.num_quadrature, dtype=x.dtype, weight=weight)
+    return DEISState(x, jnp.zeros((solver.solver_order - 1,) + x.shape, x.dtype), coeffs)
+
+
+def deis_step(model, ts, i, state: DEISState, cond, normaliser=None) -> DEISState:
+    """One DEIS step; with ``normaliser`` (a function of t) the extrapolated values are
+    ``eps / normaliser(t)`` (score normalisation)."""
+    x, hist, coeffs = state
+    dt = x.dtype
+    s, t = jnp.asarray(ts[i], dt), jnp.asarray(ts[i + 1], dt)
+    a_s, _, _ = _sched(model.path, s, dt)
+    a_t, _, _ = _sched(model.path, t, dt)
+    eps = model.eps(x, s, **cond)
+    if normaliser is not None:
+        eps = eps / normaliser(s).astype(dt)
+    stack = jnp.concatenate([eps[None], hist], axis=0)
+    x_t = (a_t / a_s) * x + jnp.tensordot(coeffs[i].astype(dt), stack, axes=1)
+    return DEISState(x_t, _push(hist, eps), coeffs)
+
+
 class DEIS(AbstractSolver):
     """Multistep DEIS (tAB / rhoAB / log-rho AB), one model call a step.
 
@@ -846,36 +884,17 @@ class DEIS(AbstractSolver):
     num_quadrature: int = eqx.field(static=True, default=32)
 
     def __check_init__(self):
-        _check_choice("order", self.solver_order, (1, 2, 3, 4))
-        _check_choice("kind", self.kind, KINDS)
-        if not isinstance(self.lower_order_final, bool):
-            raise ValueError(f"lower_order_final must be a bool, got {self.lower_order_final!r}")
-        _check_below("lower_order_final_below", self.lower_order_final_below)
-        if isinstance(self.num_quadrature, bool) or not isinstance(self.num_quadrature, int) \
-                or self.num_quadrature < 2:
-            raise ValueError(f"num_quadrature must be an integer >= 2, got {self.num_quadrature!r}")
+        check_deis_settings(self)
 
     @property
     def order(self) -> int:
         return self.solver_order
 
     def init(self, model, ts, x, cond):
-        coeffs = deis_coefficients(model.path, ts, self.solver_order, self.kind,
-                                   lower_order_final=self.lower_order_final,
-                                   lower_order_final_below=self.lower_order_final_below,
-                                   num_quadrature=self.num_quadrature, dtype=x.dtype)
-        return DEISState(x, jnp.zeros((self.solver_order - 1,) + x.shape, x.dtype), coeffs)
+        return deis_init(self, model, ts, x)
 
     def step(self, model, ts, i, state, cond, key):
-        x, hist, coeffs = state
-        dt = x.dtype
-        s, t = jnp.asarray(ts[i], dt), jnp.asarray(ts[i + 1], dt)
-        a_s, _, _ = _sched(model.path, s, dt)
-        a_t, _, _ = _sched(model.path, t, dt)
-        eps = model.eps(x, s, **cond)
-        stack = jnp.concatenate([eps[None], hist], axis=0)
-        x_t = (a_t / a_s) * x + jnp.tensordot(coeffs[i].astype(dt), stack, axes=1)
-        return DEISState(x_t, _push(hist, eps), coeffs)
+        return deis_step(model, ts, i, state, cond)
 
 
 def deis(order: int = 3, kind: str = "tab", lower_order_final: bool = False,

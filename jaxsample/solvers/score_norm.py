@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import equinox as eqx
 import jax
@@ -68,13 +68,13 @@ from jaxsample.solvers._base import AbstractSolver, SimpleState
 from jaxsample.solvers.exponential import (
     DDIM,
     DEIS,
-    KINDS,
+    DEISState,
     DPMSolver,
-    _check_below,
     _check_choice,
-    _push,
     _sched,
-    deis_coefficients,
+    check_deis_settings,
+    deis_init,
+    deis_step,
 )
 
 __all__ = [
@@ -180,19 +180,9 @@ def _check_stats(stats):
 # --------------------------------------------------------------------------- DEIS-SN
 
 
-class DEISSNState(NamedTuple):
-    """State of DEIS-SN.
-
-    Attributes:
-        x: the current sample at ``ts[i]``.
-        history: normalised ``eps / r`` at earlier times, shape ``(order - 1, *x.shape)``;
-            ``history[j]`` belongs to ``ts[i - 1 - j]``.
-        coeffs: ``C~[i, j]``, shape ``(num_steps, order)``, the weights of ``eps_tilde(t_{i-j})``.
-    """
-
-    x: jax.Array
-    history: jax.Array
-    coeffs: jax.Array
+#: DEIS-SN's state is DEIS's (:class:`~jaxsample.solvers.exponential.DEISState`); its history
+#: holds the normalised ``eps / r`` and its coefficients ``C~[i, j]`` weigh ``eps_tilde(t_{i-j})``.
+DEISSNState = DEISState
 
 
 class DEISSN(AbstractSolver):
@@ -211,36 +201,17 @@ class DEISSN(AbstractSolver):
 
     def __check_init__(self):
         _check_stats(self.stats)
-        _check_choice("order", self.solver_order, (1, 2, 3, 4))
-        _check_choice("kind", self.kind, KINDS)
-        if not isinstance(self.lower_order_final, bool):
-            raise ValueError(f"lower_order_final must be a bool, got {self.lower_order_final!r}")
-        _check_below("lower_order_final_below", self.lower_order_final_below)
-        if isinstance(self.num_quadrature, bool) or not isinstance(self.num_quadrature, int) \
-                or self.num_quadrature < 2:
-            raise ValueError(f"num_quadrature must be an integer >= 2, got {self.num_quadrature!r}")
+        check_deis_settings(self)
 
     @property
     def order(self) -> int:
         return self.solver_order
 
     def init(self, model, ts, x, cond):
-        coeffs = deis_coefficients(model.path, ts, self.solver_order, self.kind,
-                                   lower_order_final=self.lower_order_final,
-                                   lower_order_final_below=self.lower_order_final_below,
-                                   num_quadrature=self.num_quadrature, dtype=x.dtype, weight=self.stats)
-        return DEISSNState(x, jnp.zeros((self.solver_order - 1,) + x.shape, x.dtype), coeffs)
+        return deis_init(self, model, ts, x, weight=self.stats)
 
     def step(self, model, ts, i, state, cond, key):
-        x, hist, coeffs = state
-        dt = x.dtype
-        s, t = jnp.asarray(ts[i], dt), jnp.asarray(ts[i + 1], dt)
-        a_s, _, _ = _sched(model.path, s, dt)
-        a_t, _, _ = _sched(model.path, t, dt)
-        eps_tilde = model.eps(x, s, **cond) / self.stats(s).astype(dt)
-        stack = jnp.concatenate([eps_tilde[None], hist], axis=0)
-        x_t = (a_t / a_s) * x + jnp.tensordot(coeffs[i].astype(dt), stack, axes=1)
-        return DEISSNState(x_t, _push(hist, eps_tilde), coeffs)
+        return deis_step(model, ts, i, state, cond, normaliser=self.stats)
 
 
 def deis_sn(stats: ScoreNormStats, order: int = 3, kind: str = "tab", lower_order_final: bool = False,
