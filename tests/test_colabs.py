@@ -129,6 +129,7 @@ def _fail(path, nb, index, err):
 
 
 @pytest.mark.slow
+@pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_notebook_runs(path, tmp_path):
     from nbclient import NotebookClient
