@@ -83,6 +83,16 @@ def test_distill_bns_runs_the_experiment_with_overrides(tmp_path):
     assert row["nfe"] == 4 and results["config"]["num_steps"] == 20 and np.isfinite(row["bns_psnr_db"])
     assert row["bns_val_psnr_db"] >= row["init_val_psnr_db"]  # best-iterate selection never loses
     assert (work / "bns_nfe4.npz").exists()
+    assert results["pairs_generated"] == 192
+
+    # A second run in the same workdir reads the ground-truth pairs back instead of solving again.
+    assert cli.main(["distill", "bns", "--config", cfg, "--workdir", str(work)] + sum([["--set", s] for s in sets], [])) == 0
+    again = json.load(open(work / "results.json"))
+    assert again["pairs_generated"] == 0
+    assert again["rows"][0]["best_baseline_psnr_db"] == row["best_baseline_psnr_db"]
+    with pytest.raises(ValueError, match="one entry per NFE"):
+        cli.main(["distill", "bns", "--config", cfg, "--workdir", str(work)]
+                 + sum([["--set", s] for s in sets + ["learning_rates=(1e-3,2e-3)"]], []))
 
 
 def test_bench_scaling_writes_json(tmp_path):

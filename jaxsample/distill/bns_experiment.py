@@ -9,17 +9,46 @@ pairs that neither saw.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxsample import compare, parallel
 from jaxsample.distill import bns
 from jaxsample.grids import get_grid
 from jaxsample.models import change_path, equivalent_time
 from jaxsample.paths import NoiseScaled
+
+
+# The config entries that determine the (noise, ground truth) pairs: pairs cached in the workdir
+# are reused only when all of these (and the number and seed) match.
+_PAIR_KEYS = ("setting", "teacher", "guidance_scale", "reference_rtol", "dim", "num_components", "data_seed",
+              "edm_interval")
+
+
+def _cached_pairs(directory, key: dict, make) -> dict:
+    """``make()``'s pairs, saved under ``directory`` and read back by a later run with the same
+    ``key``: ground truth through a U-Net costs minutes, so an interrupted or re-tuned run does
+    not pay for it twice. Multi-host runs skip the cache (the hosts must all join each solve)."""
+    name = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    filename = os.path.join(directory, f"{name}.npz")
+    if jax.process_count() > 1:
+        return make()
+    if os.path.exists(filename):
+        with np.load(filename) as z:
+            return {k: jnp.asarray(z[k]) for k in z.files if k != "key"}
+    out = make()
+    os.makedirs(directory, exist_ok=True)
+    tmp = filename + ".tmp.npz"
+    np.savez(tmp, key=np.frombuffer(json.dumps(key, sort_keys=True).encode(), np.uint8),
+             **{k: np.asarray(v) for k, v in out.items()})
+    os.replace(tmp, filename)
+    return out
 
 
 def _best_baseline(model, val, nfe, suite, t_start, t_end, data_range, mesh=None):
@@ -40,8 +69,6 @@ def _best_baseline(model, val, nfe, suite, t_start, t_end, data_range, mesh=None
 
 def _teacher_setup(config):
     """The shipped teacher (guided if asked), its sample shape, training time and label sampler."""
-    import numpy as np
-
     from jaxsample import nets, teachers
 
     card = teachers.teacher_card(config.teacher)
@@ -70,6 +97,10 @@ def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teac
     on an accelerator (see :func:`jaxsample.parallel.auto_mesh`); the results do not depend on
     their number.
     """
+    learning_rates = tuple(config.get("learning_rates") or ()) or (config.learning_rate,) * len(config.nfes)
+    if len(learning_rates) != len(config.nfes):
+        raise ValueError(f"config.learning_rates must have one entry per NFE in config.nfes {tuple(config.nfes)}, "
+                         f"got {learning_rates}")
     os.makedirs(workdir, exist_ok=True)
     mesh = parallel.auto_mesh(config.get("num_devices", 0))
     num_devices = 1 if mesh is None else parallel.num_shards(mesh)
@@ -89,24 +120,28 @@ def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teac
               atol=config.get("reference_rtol", 1e-7))
     t0 = time.perf_counter()
 
+    cache_key = {k: config.get(k) for k in _PAIR_KEYS}
+    generated = []  # how many pairs this run computed (the rest came from the workdir's cache)
+
     def pairs(num, seed):
-        cond = labels(num, seed) if labels else None
-        return bns.make_pairs(model, num, sample_shape, seed=seed, cond=cond, mesh=mesh, **kw)
+        def make():
+            generated.append(num)
+            cond = labels(num, seed) if labels else None
+            return bns.make_pairs(model, num, sample_shape, seed=seed, cond=cond, mesh=mesh, **kw)
+        return _cached_pairs(os.path.join(workdir, "pairs"), {**cache_key, "num": num, "seed": seed}, make)
 
     train = pairs(config.num_train, config.seed * 3 + 0)
     val = pairs(config.num_val, config.seed * 3 + 1)
     test = pairs(config.num_test, config.seed * 3 + 2)
     digits = len(sample_shape) == 3
     if main and config.get("save_test_pairs"):  # e.g. to ship as the demo's ground truth
-        import numpy as np
-
         np.savez_compressed(os.path.join(workdir, "test_pairs.npz"), **{k: np.asarray(v) for k, v in test.items()})
     reference_fd = _frechet(test["target"]) if digits else None
     pairs_seconds = time.perf_counter() - t0
     suite = compare.baseline_suite(model.path, grids=config.get("baseline_grids") or None)
 
     rows = []
-    for nfe in config.nfes:
+    for nfe, learning_rate in zip(config.nfes, learning_rates):
         t0 = time.perf_counter()
         base = _best_baseline(model, val, nfe, suite, t_start, t_end, config.data_range, mesh)
         base_test = bns.evaluate_psnr(model, base["obj"], test, base["ts"], data_range=config.data_range, mesh=mesh)
@@ -129,7 +164,7 @@ def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teac
                 name = f"{kind}[{config.init_grid}]"
             init = bns.BespokeNonStationary.from_solver(init_solver, bns_model.path, init_ts, field=config.field)
             cand, cand_log = bns.distill(bns_model, train, val, init, num_steps=config.num_steps,
-                                         batch_size=config.batch_size, learning_rate=config.learning_rate,
+                                         batch_size=config.batch_size, learning_rate=learning_rate,
                                          eval_every=config.eval_every, seed=config.seed,
                                          workdir=os.path.join(workdir, f"nfe{nfe}_init{k}"),
                                          data_range=config.data_range, progress=config.progress, mesh=mesh)
@@ -151,7 +186,7 @@ def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teac
         row = {"nfe": nfe, "bns_psnr_db": bns_test, "best_baseline": f"{base['solver']}[{base['grid']}]",
                "best_baseline_psnr_db": base_test, "gain_db": bns_test - base_test, "init": init_name,
                "init_val_psnr_db": log["init_val_psnr_db"], "bns_val_psnr_db": log["best_val_psnr_db"],
-               "best_step": log["best_step"], "num_parameters": solver.num_parameters,
+               "best_step": log["best_step"], "learning_rate": learning_rate, "num_parameters": solver.num_parameters,
                "seconds": time.perf_counter() - t0, "distill_seconds": log["seconds"], **fds}
         if teacher_seconds:
             row["distill_fraction_of_teacher_training"] = log["seconds"] / teacher_seconds
@@ -163,6 +198,7 @@ def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teac
     if main:
         with open(os.path.join(workdir, "results.json"), "w") as f:
             json.dump({"rows": rows, "config": config.to_dict(), "pairs_seconds": pairs_seconds,
+                       "pairs_generated": sum(generated),
                        "num_test": config.num_test, "teacher_train_seconds": teacher_seconds,
                        "num_devices": num_devices, "reference_fd": reference_fd}, f, indent=1)
     return rows
