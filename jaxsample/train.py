@@ -50,6 +50,7 @@ __all__ = [
     "replicate",
     "make_optimizer",
     "fit",
+    "fit_with_validation",
     "save_checkpoint",
     "restore_checkpoint",
     "read_metrics",
@@ -356,3 +357,91 @@ def fit(
             mngr.wait_until_finished()
             mngr.close()
     return state, history
+
+
+def fit_with_validation(
+    state: TrainState,
+    loss_fn: Callable,
+    batch_fn: Callable[[int], Any],
+    score: Callable[[Any], float],
+    *,
+    num_steps: int,
+    eval_every: int,
+    key: str = "val_loss",
+    maximize: bool = False,
+    workdir=None,
+    mesh=None,
+    progress: bool = True,
+    desc: str = "train",
+):
+    """:func:`fit` with a validation score every ``eval_every`` steps; returns the best iterate.
+
+    ``score(params)`` is computed on the initial parameters and after every ``eval_every``
+    steps (and at the end); the log is a list of ``{"step": s, key: value}``. With a
+    ``workdir`` the run checkpoints with orbax at each evaluation, keeps the log in
+    ``workdir/validation.jsonl`` and resumes exactly where it stopped, the best iterate
+    included (read back from its checkpoint if it came before the interruption).
+    A non-finite score raises ``FloatingPointError``.
+
+    Returns:
+        ``(best_params, log)``: ``log`` holds ``init`` (the initial score), ``best`` (the best
+        score), ``best_step`` and ``validation`` (the whole log).
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> from jaxsample import train
+        >>> state = train.TrainState.create({"w": jnp.zeros(())}, optax.sgd(0.1))
+        >>> loss = lambda p, batch, key: (p["w"] - 3.0) ** 2
+        >>> params, log = train.fit_with_validation(state, loss, lambda step: None,
+        ...     lambda p: float((p["w"] - 3.0) ** 2), num_steps=20, eval_every=10, progress=False)
+        >>> [r["step"] for r in log["validation"]], log["best_step"], round(float(params["w"]), 2)
+        ([0, 10, 20], 20, 2.97)
+    """
+    from tqdm.auto import tqdm
+
+    _check_positive_int("num_steps", num_steps)
+    _check_positive_int("eval_every", eval_every)
+    main = parallel.is_main_process()
+    better = (lambda a, b: a > b) if maximize else (lambda a, b: a < b)
+    pick = max if maximize else min
+
+    def checked(value, step):
+        value = float(value)
+        if not np.isfinite(value):
+            raise FloatingPointError(f"{desc}: validation {key} is {value} at step {step}")
+        return value
+
+    val_file = None if workdir is None else os.path.join(workdir, "validation.jsonl")
+    log = []
+    if val_file is not None and os.path.exists(val_file):
+        with open(val_file) as f:
+            log = [json.loads(line) for line in f if line.strip()]
+    init = checked(score(state.params), 0)
+    if not log:
+        log = [{"step": 0, key: init}]
+    best_step, best_params = 0, state.params  # the best iterate held in memory
+
+    bar = tqdm(total=num_steps, disable=not (progress and main), desc=desc, dynamic_ncols=True)
+    targets = list(range(eval_every, num_steps, eval_every)) + [num_steps]
+    for k, target in enumerate(targets):
+        state, _ = fit(state, loss_fn, batch_fn, num_steps=target, workdir=workdir,
+                       checkpoint_every=eval_every if workdir else None, max_to_keep=None,
+                       progress=False, restore=k == 0, mesh=mesh, log_every=eval_every)
+        step = int(state.step)
+        bar.update(step - bar.n)
+        if any(r["step"] == step for r in log):
+            continue  # evaluated before an interruption
+        value = checked(score(state.params), step)
+        if better(value, pick(r[key] for r in log)):
+            best_step, best_params = step, state.params
+        log.append({"step": step, key: value})
+        if val_file is not None and main:
+            with open(val_file, "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in log)
+        bar.set_postfix(val=f"{value:.4g}", best=f"{pick(r[key] for r in log):.4g}")
+    bar.close()
+    best = pick(log, key=lambda r: r[key])
+    if best["step"] != best_step:  # the best iterate came before an interruption: read it back
+        best_params = restore_checkpoint(os.path.join(workdir, "checkpoints"), state, step=best["step"]).params
+    best_params = jax.tree_util.tree_map(lambda a: jnp.asarray(jax.device_get(a)), best_params)
+    return best_params, {"init": init, "best": best[key], "best_step": best["step"], "validation": log}

@@ -264,8 +264,6 @@ def distill(model: Model, spec: Parameterisation, ts, train_pairs: Mapping, val_
         ``(solver, log)``: the best solver (owning ``times = ts``) and a dict with the initial and
         best validation loss, the validation history, the best step and the wall time.
     """
-    from tqdm.auto import tqdm
-
     from jaxsample import train as trainlib
     from jaxsample.data import ArrayBatcher
 
@@ -297,45 +295,12 @@ def distill(model: Model, spec: Parameterisation, ts, train_pairs: Mapping, val_
     def score(params):
         return evaluate(model, spec.solver(params), ts, val_pairs, key=val_key)["loss"]
 
-    val_file = None if workdir is None else os.path.join(workdir, "validation.jsonl")
-    val_log = []
-    if val_file is not None and os.path.exists(val_file):
-        with open(val_file) as f:
-            val_log = [json.loads(line) for line in f if line.strip()]
-    init_loss = score(params0)
-    if not val_log:
-        val_log = [{"step": 0, "val_loss": init_loss}]
-    best_step, best_params = 0, params0
-
-    bar = tqdm(total=num_steps, disable=not progress, desc=f"AdaSDE n={spec.num_steps}", dynamic_ncols=True)
-    targets = list(range(eval_every, num_steps, eval_every)) + [num_steps]
-    for k, target in enumerate(targets):
-        state, _ = trainlib.fit(state, loss_fn, batcher, num_steps=target, workdir=workdir,
-                                checkpoint_every=eval_every if workdir else None, max_to_keep=None,
-                                progress=False, restore=k == 0, mesh=mesh, log_every=eval_every)
-        step = int(state.step)
-        bar.update(step - bar.n)
-        if any(r["step"] == step for r in val_log):
-            continue  # evaluated before an interruption
-        val = score(state.params)
-        if not math.isfinite(val):
-            raise FloatingPointError(f"AdaSDE distillation: validation loss is {val} at step {step}")
-        if val < min(r["val_loss"] for r in val_log):
-            best_step, best_params = step, state.params
-        val_log.append({"step": step, "val_loss": val})
-        if val_file is not None:
-            with open(val_file, "w") as f:
-                f.writelines(json.dumps(r) + "\n" for r in val_log)
-        bar.set_postfix(val=f"{val:.4g}", best=f"{min(r['val_loss'] for r in val_log):.4g}")
-    bar.close()
-    best = min(val_log, key=lambda r: r["val_loss"])
-    if best["step"] != best_step:  # the best iterate came before an interruption: read it back
-        best_params = trainlib.restore_checkpoint(os.path.join(workdir, "checkpoints"), state,
-                                                  step=best["step"]).params
-    best_params = jax.tree_util.tree_map(lambda a: jnp.asarray(jax.device_get(a)), best_params)
+    best_params, val = trainlib.fit_with_validation(
+        state, loss_fn, batcher, score, num_steps=num_steps, eval_every=eval_every, key="val_loss",
+        workdir=workdir, mesh=mesh, progress=progress, desc=f"AdaSDE n={spec.num_steps}")
     solver = spec.solver(best_params, times=ts)
-    log = {"init_val_loss": init_loss, "best_val_loss": best["val_loss"], "best_step": best["step"],
-           "validation": val_log, "seconds": time.perf_counter() - t0, "params": best_params}
+    log = {"init_val_loss": val["init"], "best_val_loss": val["best"], "best_step": val["best_step"],
+           "validation": val["validation"], "seconds": time.perf_counter() - t0, "params": best_params}
     return solver, log
 
 

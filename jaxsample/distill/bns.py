@@ -222,8 +222,6 @@ def distill(model: Model, train_pairs: Mapping, val_pairs: Mapping, init: Bespok
         ``(solver, log)``: the best solver, and a dict with the initial and best validation
         PSNR, the validation history, the best step and the wall time.
     """
-    from tqdm.auto import tqdm
-
     from jaxsample import train as trainlib
     from jaxsample.data import ArrayBatcher
 
@@ -244,41 +242,14 @@ def distill(model: Model, train_pairs: Mapping, val_pairs: Mapping, init: Bespok
     def loss_fn(params, batch, key):
         return bns_loss(model, init.with_params(params), batch, data_range)
 
-    val_file = None if workdir is None else os.path.join(workdir, "validation.jsonl")
-    val_log = []
-    if val_file is not None and os.path.exists(val_file):
-        with open(val_file) as f:
-            val_log = [json.loads(line) for line in f if line.strip()]
-    init_psnr = evaluate_psnr(model, init, val_pairs, data_range=data_range, mesh=mesh)
-    if not val_log:
-        val_log = [{"step": 0, "val_psnr_db": init_psnr}]
-    best_step, best_params = 0, init.params()  # the best iterate held in memory
+    def score(params):
+        return evaluate_psnr(model, init.with_params(params), val_pairs, data_range=data_range, mesh=mesh)
 
-    bar = tqdm(total=num_steps, disable=not (progress and parallel.is_main_process()), desc=f"BNS n={init.num_steps}",
-               dynamic_ncols=True)
-    targets = list(range(eval_every, num_steps, eval_every)) + [num_steps]
-    for k, target in enumerate(targets):
-        state, _ = trainlib.fit(state, loss_fn, batcher, num_steps=target, workdir=workdir,
-                                checkpoint_every=eval_every if workdir else None, max_to_keep=None,
-                                progress=False, restore=k == 0, mesh=mesh, log_every=eval_every)
-        step = int(state.step)
-        bar.update(step - bar.n)
-        if any(r["step"] == step for r in val_log):
-            continue  # evaluated before an interruption
-        val = evaluate_psnr(model, init.with_params(state.params), val_pairs, data_range=data_range, mesh=mesh)
-        if val > max(r["val_psnr_db"] for r in val_log):
-            best_step, best_params = step, state.params
-        val_log.append({"step": step, "val_psnr_db": val})
-        if val_file is not None and parallel.is_main_process():
-            with open(val_file, "w") as f:
-                f.writelines(json.dumps(r) + "\n" for r in val_log)
-        bar.set_postfix(val_psnr=f"{val:.2f} dB", best=f"{max(r['val_psnr_db'] for r in val_log):.2f} dB")
-    bar.close()
-    best = max(val_log, key=lambda r: r["val_psnr_db"])
-    if best["step"] != best_step:  # the best iterate came before an interruption: read it back
-        best_params = trainlib.restore_checkpoint(os.path.join(workdir, "checkpoints"), state,
-                                                  step=best["step"]).params
-    solver = init.with_params(jax.tree_util.tree_map(jnp.asarray, best_params))
-    log = {"init_val_psnr_db": init_psnr, "best_val_psnr_db": best["val_psnr_db"], "best_step": best["step"],
-           "validation": val_log, "seconds": time.perf_counter() - t0, "num_parameters": init.num_parameters}
+    best_params, val = trainlib.fit_with_validation(
+        state, loss_fn, batcher, score, num_steps=num_steps, eval_every=eval_every, key="val_psnr_db",
+        maximize=True, workdir=workdir, mesh=mesh, progress=progress, desc=f"BNS n={init.num_steps}")
+    solver = init.with_params(best_params)
+    log = {"init_val_psnr_db": val["init"], "best_val_psnr_db": val["best"], "best_step": val["best_step"],
+           "validation": val["validation"], "seconds": time.perf_counter() - t0,
+           "num_parameters": init.num_parameters}
     return solver, log
