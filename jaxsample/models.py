@@ -45,6 +45,7 @@ __all__ = [
     "flip_time",
     "change_path",
     "equivalent_time",
+    "path_scale",
 ]
 
 PREDICTIONS = ("eps", "x0", "v", "velocity", "score")
@@ -173,20 +174,24 @@ def flip_time(fn: Callable, prediction: str) -> Callable:
     return _FlippedTime(fn, negate=prediction == "velocity")
 
 
+def path_scale(old: AbstractPath, new: AbstractPath, t):
+    """``(t_old, s)`` with ``x_new(t) = s x_old(t_old)``: the time on ``old`` with the log-SNR of
+    ``t`` on ``new``, and the scale between the two paths there (see :func:`change_path`)."""
+    t_old = old.t_from_lam(new.lam(t))
+    # s = alpha_new / alpha_old = sigma_new / sigma_old; use the larger pair.
+    a_new, s_new = new.alpha(t), new.sigma(t)
+    return t_old, jnp.where(a_new >= s_new, a_new / old.alpha(t_old), s_new / old.sigma(t_old))
+
+
 class _ChangedPath(eqx.Module):
     model: Model
     path: AbstractPath
 
     def __call__(self, x, t, **cond):
-        old, new = self.model.path, self.path
-        lam = new.lam(t)
-        t_old = old.t_from_lam(lam)
-        # x_new = s x_old with s = alpha_new / alpha_old = sigma_new / sigma_old; use the larger pair.
-        a_new, s_new = new.alpha(t), new.sigma(t)
-        scale = jnp.where(a_new >= s_new, a_new / old.alpha(t_old), s_new / old.sigma(t_old))
+        t_old, scale = path_scale(self.model.path, self.path, t)
         x_old = x / expand_to(scale, x)
         x0, eps = self.model.x0_and_eps(x_old, t_old, **cond)
-        return from_x0_eps(new, "velocity", x0, eps, x, t)
+        return from_x0_eps(self.path, "velocity", x0, eps, x, t)
 
 
 def change_path(model: Model, path: AbstractPath) -> Model:

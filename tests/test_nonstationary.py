@@ -110,3 +110,24 @@ def test_embedding_reproduces_exponential_integrators(gmm, name, x64):
     noise = js.initial_noise(jax.random.key(8), (6, 6), jnp.float64)
     np.testing.assert_allclose(js.sample(model, embedded, embedded.times, noise),
                                js.sample(model, solver, ts, noise), atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["heun", "ddim", "dpm_solver_pp_2m", "unipc_bh2_3"])
+def test_embedding_onto_a_noise_scaled_path(gmm, name, x64):
+    """``ns_path``: a classical solver run on VP is expressed as an NS solver for the
+    change_path model on NoiseScaled(VP, 5) (BNS's preconditioning); from the same noise it
+    reaches the classical solver's samples, mapped by the paths' scale at the end (float64, 1e-9)."""
+    path = js.VPCosine()
+    new = js.NoiseScaled(path, 5.0)
+    model = gmm.model(path, "eps")
+    ts = jnp.asarray(js.power(path, 4, **js.compare.edm_interval(path)), jnp.float64)
+    solver = js.heun() if name == "heun" else EXPONENTIAL[name]()
+    embedded = ns.embed(solver, path, ts, field="x0", dtype=jnp.float64, ns_path=new)
+    r = np.asarray([js.models.equivalent_time(path, new, t) for t in ts])
+    np.testing.assert_allclose(np.asarray(embedded.times)[[0, -1]], r[[0, -1]], rtol=1e-12)
+    noise = js.initial_noise(jax.random.key(3), (6, 6), jnp.float64)
+    x_ns = js.sample(js.models.change_path(model, new), embedded, embedded.times, noise)
+    scale_end = js.models.path_scale(path, new, embedded.times[-1])[1]
+    np.testing.assert_allclose(x_ns / scale_end, js.sample(model, solver, ts, noise), atol=1e-9, rtol=1e-9)
+    # Without the change of path the same solver embeds with other coefficients.
+    assert not np.allclose(ns.embed(solver, path, ts, field="x0", dtype=jnp.float64).b, embedded.b)

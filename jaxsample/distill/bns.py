@@ -87,9 +87,11 @@ class BespokeNonStationary(AbstractSolver):
         return cls(jnp.asarray(logits, dtype), ns.a, jnp.tril(ns.b), t_start, t_end, ns.field)
 
     @classmethod
-    def from_solver(cls, solver: AbstractSolver, path: AbstractPath, ts, field: str = "velocity"):
-        """Initialise from the exact embedding of a classical solver on grid ``ts``."""
-        return cls.from_ns(embed(solver, path, ts, field=field))
+    def from_solver(cls, solver: AbstractSolver, path: AbstractPath, ts, field: str = "velocity",
+                    ns_path: Optional[AbstractPath] = None):
+        """Initialise from the exact embedding of a classical solver on grid ``ts`` (run on
+        ``path``; with ``ns_path``, expressed on that path: see :func:`~jaxsample.embed`)."""
+        return cls.from_ns(embed(solver, path, ts, field=field, ns_path=ns_path))
 
     # -- the solver ---------------------------------------------------------------------
     @property

@@ -154,15 +154,16 @@ def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teac
         solver, log, init_name = None, None, None
         for k, init_kind in enumerate(config.init.split(",")):  # several inits: keep the best on validation
             init_kind = init_kind.strip()
-            if init_kind == "best_baseline" and config.sigma0 == 1.0:
-                init_solver, init_ts, name = base["obj"], base["ts"], f"{base['solver']}[{base['grid']}]"
+            if init_kind == "best_baseline":  # its exact embedding (on the noise-scaled path if sigma0 != 1)
+                name = f"{base['solver']}[{base['grid']}]"
+                init = bns.BespokeNonStationary.from_solver(base["obj"], model.path, base["ts"], field=config.field,
+                                                            ns_path=None if bns_model is model else bns_model.path)
             else:
-                kind = "euler" if init_kind == "best_baseline" else init_kind
-                init_solver = suite[kind][0]
+                init_solver = suite[init_kind][0]
                 init_ts = get_grid(config.init_grid, bns_model.path, nfe // init_solver.nfe(1),
                                    t_start=r_start, t_end=r_end)
-                name = f"{kind}[{config.init_grid}]"
-            init = bns.BespokeNonStationary.from_solver(init_solver, bns_model.path, init_ts, field=config.field)
+                name = f"{init_kind}[{config.init_grid}]"
+                init = bns.BespokeNonStationary.from_solver(init_solver, bns_model.path, init_ts, field=config.field)
             cand, cand_log = bns.distill(bns_model, train, val, init, num_steps=config.num_steps,
                                          batch_size=config.batch_size, learning_rate=learning_rate,
                                          eval_every=config.eval_every, seed=config.seed,

@@ -31,14 +31,14 @@ Example:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsample.models import Model, check_prediction
+from jaxsample.models import Model, change_path, check_prediction, equivalent_time, path_scale
 from jaxsample.paths import AbstractPath
 from jaxsample.solvers._base import AbstractSolver
 
@@ -112,7 +112,7 @@ class NonStationary(AbstractSolver):
 
 
 def embed(solver: AbstractSolver, path: AbstractPath, ts, *, field: str = "velocity",
-          dtype=jnp.float32) -> NonStationary:
+          dtype=jnp.float32, ns_path: Optional[AbstractPath] = None) -> NonStationary:
     """The NS solver that reproduces a deterministic linear ``solver`` on grid ``ts`` exactly.
 
     Works for any jaxsample solver whose update is linear in the current state and the
@@ -126,6 +126,10 @@ def embed(solver: AbstractSolver, path: AbstractPath, ts, *, field: str = "veloc
         path: the path of the models it will run on (conversions between predictions depend on it).
         ts: the solver's grid.
         field: the model output the NS coefficients multiply ('velocity', 'x0' or 'eps').
+        ns_path: the path the NS solver runs on, if not ``path``: the solver, run on ``path``,
+            is expressed as an NS solver for :func:`~jaxsample.models.change_path` ``(model,
+            ns_path)`` (times, states and outputs on ``ns_path``; e.g. a classical solver as
+            the initialisation of a BNS solver on a :class:`~jaxsample.paths.NoiseScaled` path).
 
     Raises:
         ValueError: if the solver is stochastic, or turns out not to be linear and causal.
@@ -155,20 +159,25 @@ def embed(solver: AbstractSolver, path: AbstractPath, ts, *, field: str = "veloc
                 calls.append((x.reshape(()), t))
                 return jnp.broadcast_to(outputs[min(k, n - 1)], x.shape)
 
-            model = Model(scripted, path, field)
-            state = solver.init(model, ts64, x_init.reshape(1, 1), {})
+            if ns_path is None:
+                model, first, last = Model(scripted, path, field), 1.0, 1.0
+            else:  # the scripted model lives on ns_path; the solver sees it through the transform
+                model = change_path(Model(scripted, ns_path, field), path)
+                first, last = (path_scale(ns_path, path, t)[1] for t in (ts64[0], ts64[-1]))
+            state = solver.init(model, ts64, (x_init * first).reshape(1, 1), {})
             for i in range(num_steps):
                 state = solver.step(model, ts64, i, state, {}, None)
             if len(calls) != n:
                 raise ValueError(f"{type(solver).__name__} made {len(calls)} model calls on {num_steps} steps, "
                                  f"but declares nfe = {n}: cannot embed it")
-            states = jnp.stack([c[0] for c in calls] + [state.x.reshape(())])
+            states = jnp.stack([c[0] for c in calls] + [state.x.reshape(()) / last])
             return states, [c[1] for c in calls]
 
         x_init = jnp.float64(0.0)
         outputs = jnp.zeros(n, jnp.float64)
         _, times = run(x_init, outputs)
-        times = np.array([float(t) for t in times] + [float(ts64[-1])])
+        t_last = ts64[-1] if ns_path is None else equivalent_time(path, ns_path, ts64[-1])
+        times = np.array([float(t) for t in times] + [float(t_last)])
         d_init, d_out = jax.jacobian(lambda x, o: run(x, o)[0], argnums=(0, 1))(x_init, outputs)
         a, b = np.asarray(d_init), np.asarray(d_out)
         if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
