@@ -95,6 +95,20 @@ def test_distill_bns_runs_the_experiment_with_overrides(tmp_path):
                  + sum([["--set", s] for s in sets + ["learning_rates=(1e-3,2e-3)"]], []))
 
 
+def test_noise_scaled_bns_starts_from_the_best_baseline(tmp_path):
+    """sigma0 = 5 (BNS's preconditioning for guided models): BNS starts from the exact embedding of
+    the best baseline on the noise-scaled path, so its initial validation PSNR is the baseline's."""
+    cfg = os.path.join(ROOT, "experiments", "bns", "configs", "gmm_flow.py")
+    sets = ["dim=4", "num_components=2", "nfes=(4,)", "num_train=32", "num_val=64", "num_test=32", "num_steps=2",
+            "eval_every=1", "batch_size=32", "init='best_baseline'", "sigma0=5.0", "progress=False",
+            "baseline_grids=('uniform',)"]
+    assert cli.main(["distill", "bns", "--config", cfg, "--workdir", str(tmp_path)]
+                    + sum([["--set", s] for s in sets], [])) == 0
+    (row,) = json.load(open(tmp_path / "results.json"))["rows"]
+    assert abs(row["init_val_psnr_db"] - row["best_baseline_val_psnr_db"]) < 0.01, row
+    assert row["init"] == row["best_baseline"]
+
+
 def test_bench_scaling_writes_json(tmp_path):
     out = tmp_path / "scaling.json"
     assert cli.main(["bench", "scaling", "--out", str(out), "--repeats", "3", "--batch", "16", "--distill-batch", "8",

@@ -185,7 +185,8 @@ def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teac
         if main:
             solver.save(os.path.join(workdir, f"bns_nfe{nfe}.npz"), nfe=nfe, init=init_name, sigma0=config.sigma0)
         row = {"nfe": nfe, "bns_psnr_db": bns_test, "best_baseline": f"{base['solver']}[{base['grid']}]",
-               "best_baseline_psnr_db": base_test, "gain_db": bns_test - base_test, "init": init_name,
+               "best_baseline_psnr_db": base_test, "gain_db": bns_test - base_test,
+               "best_baseline_val_psnr_db": base["val_psnr_db"], "init": init_name,
                "init_val_psnr_db": log["init_val_psnr_db"], "bns_val_psnr_db": log["best_val_psnr_db"],
                "best_step": log["best_step"], "learning_rate": learning_rate, "num_parameters": solver.num_parameters,
                "seconds": time.perf_counter() - t0, "distill_seconds": log["seconds"], **fds}
