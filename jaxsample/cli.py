@@ -33,7 +33,7 @@ DISTILL = {
 }
 
 BENCH = {"overhead": "sampler_overhead.py", "scaling": "scaling.py", "solver-table": "solver_table.py",
-         "convergence": "convergence_orders.py"}
+         "convergence": "convergence_orders.py", "bns-cost": "bns_cost.py"}
 
 GRIDS = ("uniform", "quadratic", "logsnr", "edm")
 

@@ -116,3 +116,16 @@ def test_bench_scaling_writes_json(tmp_path):
     rows = json.load(open(out))["rows"]
     assert [r["devices"] for r in rows] == [1, 2]
     assert rows[1]["sample_max_abs_diff_vs_1"] < 1e-4 and rows[1]["distill_params_max_abs_diff_vs_1"] < 1e-5
+
+
+def test_bench_bns_cost_writes_json(tmp_path):
+    out = tmp_path / "bns_cost.json"
+    assert cli.main(["bench", "bns-cost", "--out", str(out), "--repeats", "1", "--nfes", "4", "--num-train", "8",
+                     "--num-val", "8", "--pair-batch", "4", "--steps", "4", "--short-steps", "2", "--eval-every", "2"]) == 0
+    result = json.load(open(out))
+    (row,) = result["rows"]
+    assert result["teacher_steps"] == 2500 and result["teacher_train_s"] > 0 and result["ground_truth_per_pair_s"] > 0
+    assert row["nfe"] == 4
+    # total = pairs + steps x step + evaluations x validation pass, as documented
+    assert row["study_total_s"] == pytest.approx(row["pairs_s"] + 4 * row["step_s"] + 3 * row["validation_pass_s"])
+    assert row["pairs_s"] == pytest.approx(16 * result["ground_truth_per_pair_s"])
