@@ -21,6 +21,7 @@ import time
 from typing import Optional
 
 from jaxsample import compare
+from jaxsample.distill import bns
 
 NFES = (4, 6, 8, 10, 16, 32)
 
@@ -41,19 +42,6 @@ def baseline_solvers(path) -> dict:
     return {name: suite[name] for name in DEMO_BASELINES}
 
 
-def shipped_bns(setting: str) -> dict:
-    """The BNS solvers shipped for a benchmark setting: NFE -> solver."""
-    from jaxsample.distill.bns import BespokeNonStationary
-
-    folder = os.path.join(os.path.dirname(__file__), "assets", "bns")
-    out = {}
-    for nfe in NFES:
-        f = os.path.join(folder, f"gmm_{setting}_nfe{nfe}.npz")
-        if os.path.exists(f):
-            out[nfe] = BespokeNonStationary.load(f)
-    return out
-
-
 def run_mixture(out_dir: str = "out/demo_mixture", num_samples: int = 512, nfes=NFES,
                 quiet: bool = False) -> dict:
     """The mixture demo (see the module docstring); returns what it writes to results.json."""
@@ -64,7 +52,7 @@ def run_mixture(out_dir: str = "out/demo_mixture", num_samples: int = 512, nfes=
     for name, (path, prediction, interval) in SETTINGS.items():
         rows = compare.compare_solvers(gmm, path, prediction, baseline_solvers(path), nfes,
                                        num_samples=num_samples, progress=not quiet, seed=DEMO_SEED, **interval)
-        learned = shipped_bns(name)
+        learned = bns.shipped(f"gmm_{name}", NFES)
         if learned:
             rows += compare.compare_learned(gmm, path, prediction, "BNS (learned)",
                                             {n: s for n, s in learned.items() if n in nfes},
@@ -118,7 +106,6 @@ def learned_digits_solvers(nfes=DIGITS_NFES, t_start=None, t_end=None) -> dict:
     """name -> {nfe: (solver, ts)}: the learned (or calibrated) solvers shipped for the digits
     teacher: BNS solvers, and DEIS-SN (tAB order 3 on the quadratic grid from ``t_start`` to
     ``t_end``) with the shipped score-norm statistic."""
-    from jaxsample.distill.bns import BespokeNonStationary
     from jaxsample.grids import get_grid
     from jaxsample.paths import VPCosine
     from jaxsample.solvers.score_norm import ScoreNormStats, deis_sn
@@ -129,10 +116,9 @@ def learned_digits_solvers(nfes=DIGITS_NFES, t_start=None, t_end=None) -> dict:
         solver = deis_sn(ScoreNormStats.load(stats_file), order=3)
         out["DEIS-SN (calibrated)"] = {n: (solver, get_grid("quadratic", VPCosine(), n, t_start=t_start, t_end=t_end))
                                        for n in nfes}
-    bns_files = {n: os.path.join(ASSETS, "bns", f"{DIGITS_TEACHER}_nfe{n}.npz") for n in nfes}
-    bns = {n: BespokeNonStationary.load(f) for n, f in bns_files.items() if os.path.exists(f)}
-    if bns:
-        out["BNS (learned)"] = {n: (s, s.times) for n, s in bns.items()}
+    learned = bns.shipped(DIGITS_TEACHER, nfes)
+    if learned:
+        out["BNS (learned)"] = {n: (s, s.times) for n, s in learned.items()}
     return out
 
 

@@ -44,7 +44,7 @@ from jaxsample.sampling import initial_noise, reference_sample, sample
 from jaxsample.solvers._base import AbstractSolver
 from jaxsample.solvers.nonstationary import NonStationary, embed, parameter_count
 
-__all__ = ["BespokeNonStationary", "make_pairs", "distill", "bns_loss", "evaluate_psnr"]
+__all__ = ["BespokeNonStationary", "make_pairs", "distill", "bns_loss", "evaluate_psnr", "shipped"]
 
 _MIN_INCREMENT = 1e-6
 
@@ -149,6 +149,27 @@ class BespokeNonStationary(AbstractSolver):
     def metadata(filename: str) -> dict:
         with np.load(filename) as z:
             return json.loads(z["meta"].tobytes().decode())
+
+
+def shipped(name: str, nfes=None) -> dict:
+    """The BNS solvers shipped in ``jaxsample/assets/bns`` for a teacher or benchmark ``name``
+    (``"digits_vp"``, ``"gmm_vp_cosine"``, ``"gmm_rectified_flow"``): ``{nfe: solver}``, sorted by
+    NFE; only the NFEs in ``nfes`` when it is given. Empty when none is shipped for ``name``.
+
+    Example:
+        >>> from jaxsample.distill import bns
+        >>> sorted(bns.shipped("digits_vp"))
+        [4, 8, 16]
+        >>> bns.shipped("digits_vp", nfes=[8])[8].num_parameters
+        52
+    """
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "bns")
+    prefix = f"{name}_nfe"
+    found = {}
+    for f in os.listdir(folder) if os.path.isdir(folder) else []:
+        if f.startswith(prefix) and f.endswith(".npz") and f[len(prefix):-4].isdigit():
+            found[int(f[len(prefix):-4])] = os.path.join(folder, f)
+    return {n: BespokeNonStationary.load(found[n]) for n in sorted(found) if nfes is None or n in nfes}
 
 
 def make_pairs(model: Model, num: int, sample_shape, *, seed: int, t_start=None, t_end=None,
