@@ -9,6 +9,12 @@ sampled with DDIM at the same ``N`` and at its full step count, from the same no
 - both: RMSE of the samples against the teacher's full-step DDIM samples from the same noise.
 
 Wall time per round is reported against the teacher's training time (from its card).
+
+With ``config.compare_bns`` (digits teachers), the same noise is also sampled by the BNS solvers
+shipped for the teacher (:func:`jaxsample.distill.bns.shipped`) at the students' step counts,
+and by the exact ODE (adaptive Dopri8 at ``config.reference_rtol``) over each sampler's own
+interval, so that students, BNS and the teacher's ODE are scored on identical noise: the metric
+for each, and PSNR against the ODE solution it approximates.
 """
 
 from __future__ import annotations
@@ -54,6 +60,42 @@ def _scorer(shape, reference):
                                                                    key=jax.random.key(123)))
 
 
+def _bns_comparison(config, teacher, noise, score):
+    """``compare(n, student_x, teacher_x, ts) -> dict`` for :func:`train_and_evaluate`: the exact
+    ODE over the DDIM grid ``ts``'s interval (computed once) and, at every ``n`` with a shipped
+    BNS solver, that solver and the exact ODE over its interval, all from ``noise``."""
+    from jaxsample.distill import bns
+    from jaxsample.metrics import psnr
+    from jaxsample.sampling import reference_sample, sample
+
+    rtol = config.get("reference_rtol", 1e-4)
+    solvers = bns.shipped(config.teacher)
+    if not solvers:
+        raise ValueError(f"config.compare_bns: no BNS solver is shipped for teacher {config.teacher!r}")
+    ode_cache = {}
+
+    def ode(t_start, t_end):
+        key = (float(t_start), float(t_end))
+        if key not in ode_cache:
+            x = reference_sample(teacher, noise, t_start=t_start, t_end=t_end, rtol=rtol, atol=rtol)
+            ode_cache[key] = (x, score(x))
+        return ode_cache[key]
+
+    def compare(n, student_x, teacher_x, ts):
+        ode_x, ode_metric = ode(ts[0], ts[-1])
+        out = {"exact_ode_metric": ode_metric, "student_psnr_db": float(psnr(student_x, ode_x)),
+               "teacher_same_steps_psnr_db": float(psnr(teacher_x, ode_x))}
+        if n in solvers:
+            times = solvers[n].times
+            bns_x = sample(teacher, solvers[n], times, noise)
+            bns_ode_x, bns_ode_metric = ode(times[0], times[-1])
+            out.update(bns_metric=score(bns_x), bns_psnr_db=float(psnr(bns_x, bns_ode_x)),
+                       bns_exact_ode_metric=bns_ode_metric)
+        return out
+
+    return compare
+
+
 def markdown(results: dict) -> str:
     """A markdown table of ``results`` (as written to results.json)."""
     m = results["metric"]
@@ -70,6 +112,17 @@ def markdown(results: dict) -> str:
     lines.append(f"Teacher DDIM at {results['start_steps']} steps (the distillation start): "
                  f"{m} {f.format(results['teacher_metric'][str(results['start_steps'])])}; "
                  f"at {results['full_steps']} steps (full): {f.format(results['teacher_metric'][str(results['full_steps'])])}.")
+    if any("student_psnr_db" in r for r in results["rounds"]):
+        lines += ["", f"Same noise, against the shipped BNS solvers and the teacher's exact ODE (PSNR in dB against "
+                      f"the ODE solution over each sampler's own interval):", "",
+                  f"| NFE | student {m} | BNS {m} | teacher DDIM {m} | exact ODE {m} (DDIM / BNS interval) | "
+                  f"student PSNR | BNS PSNR | teacher DDIM PSNR |", "|---|---|---|---|---|---|---|---|"]
+        for r in results["rounds"]:
+            opt = lambda k, fmt: fmt.format(r[k]) if k in r else "-"  # noqa: E731
+            lines.append(f"| {r['student_steps']} | {f.format(r['student_metric'])} | {opt('bns_metric', f)} | "
+                         f"{f.format(r['teacher_same_steps_metric'])} | {f.format(r['exact_ode_metric'])} / "
+                         f"{opt('bns_exact_ode_metric', f)} | {r['student_psnr_db']:.2f} | "
+                         f"{opt('bns_psnr_db', '{:.2f}')} | {r['teacher_same_steps_psnr_db']:.2f} |")
     return "\n".join(lines)
 
 
@@ -87,10 +140,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
     noise = initial_noise(jax.random.key(config.eval_seed), (config.num_eval,) + shape)
     t_start, t_end = config.get("t_start"), config.get("t_end")
 
-    def ddim_samples(model, n):
-        ts = get_grid(config.grid, model.path, n, t_start=t_start, t_end=t_end)
-        return sample(model, ddim(), ts, noise)
+    def grid(n):
+        return get_grid(config.grid, teacher.path, n, t_start=t_start, t_end=t_end)
 
+    def ddim_samples(model, n):
+        return sample(model, ddim(), grid(n), noise)
+
+    compare = _bns_comparison(config, teacher, noise, score) if config.get("compare_bns", False) else None
     t0 = time.perf_counter()
     teacher_metric, teacher_samples = {}, {}
     for n in sorted({config.full_steps, config.start_steps, *schedule}, reverse=True):
@@ -113,6 +169,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
                "teacher_same_steps_rmse_to_full": float(rmse(teacher_samples[n], full))}
         if teacher_seconds:
             row["fraction_of_teacher_training"] = info["train_seconds"] / teacher_seconds
+        if compare is not None:
+            row.update(compare(n, x, teacher_samples[n], grid(n)))
         rows.append(row)
         print(f"round {info['round']}: {n:3d} steps | student {metric_name} {row['student_metric']:.3f} | teacher DDIM "
               f"{row['teacher_same_steps_metric']:.3f} | RMSE to teacher@{config.full_steps} "
