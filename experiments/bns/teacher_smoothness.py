@@ -7,7 +7,7 @@ halving of w; a teacher with structure on a finer t scale (here: its sinusoidal 
 time_scale = 1000, frequencies up to 1000 rad per unit t) keeps a residual floor until w is below
 that scale, and no few-step solver, classical or learned, can follow it.
 
-    python experiments/bns/teacher_smoothness.py [--teacher digits_vp] [--t0 0.6,0.3,0.1]
+    python experiments/bns/teacher_smoothness.py [--teacher digits_vp | CARD.json] [--t0 0.6,0.3,0.1]
 """
 
 import argparse
@@ -37,11 +37,14 @@ def residuals(teacher, noise, t0: float) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--teacher", default="digits_vp")
+    parser.add_argument("--teacher", default="digits_vp", help="a shipped digits teacher or the .json card of yours")
     parser.add_argument("--t0", default="0.6,0.3,0.1")
     parser.add_argument("--num", type=int, default=16, help="held-out noises (from the demo's ground truth)")
     args = parser.parse_args()
-    teacher = js.load_teacher(args.teacher)
+    if args.teacher.endswith(".json"):
+        teacher = js.teachers.load_teacher_from_card(args.teacher)
+    else:
+        teacher = js.load_teacher(args.teacher)
     noise = jnp.asarray(digits_reference()["noise"][:args.num])
     t0s = [float(t) for t in args.t0.split(",")]
     table = {t0: residuals(teacher, noise, t0) for t0 in t0s}

@@ -68,19 +68,27 @@ def _best_baseline(model, val, nfe, suite, t_start, t_end, data_range, mesh=None
 
 
 def _teacher_setup(config):
-    """The shipped teacher (guided if asked), its sample shape, training time and label sampler."""
+    """The teacher (guided if asked), its sample shape, training time and label sampler.
+    ``config.teacher`` is a shipped teacher's name or the ``.json`` card of one you trained with
+    ``experiments/teachers/main.py``."""
     from jaxsample import nets, teachers
 
-    card = teachers.teacher_card(config.teacher)
-    model = teachers.load_teacher(config.teacher)
-    shape = (2,) if config.teacher == "checkerboard_flow" else (8, 8, 1)
+    if str(config.teacher).endswith(".json"):
+        with open(config.teacher) as f:
+            card = json.load(f)
+        model = teachers.load_teacher_from_card(config.teacher)
+    else:
+        card = teachers.teacher_card(config.teacher)
+        model = teachers.load_teacher(config.teacher)
+    shape = teachers.sample_shape(config.teacher)
     labels = None
-    if config.teacher == "digits_flow":
+    num_classes = card.get("net", {}).get("num_classes")
+    if num_classes is not None:  # class-conditional; label num_classes is the null class
         if config.guidance_scale != 1.0:
-            model = nets.guided(model, config.guidance_scale, null_label=10)
+            model = nets.guided(model, config.guidance_scale, null_label=num_classes)
 
         def labels(num, seed):
-            return {"label": np.random.default_rng(seed + 7919).integers(0, 10, num)}
+            return {"label": np.random.default_rng(seed + 7919).integers(0, num_classes, num)}
     return model, shape, card.get("train_wall_time_s"), labels
 
 
