@@ -52,10 +52,9 @@ def run_mixture(out_dir: str = "out/demo_mixture", num_samples: int = 512, nfes=
     for name, (path, prediction, interval) in SETTINGS.items():
         rows = compare.compare_solvers(gmm, path, prediction, baseline_solvers(path), nfes,
                                        num_samples=num_samples, progress=not quiet, seed=DEMO_SEED, **interval)
-        learned = bns.shipped(f"gmm_{name}", NFES)
+        learned = bns.shipped(f"gmm_{name}", nfes)
         if learned:
-            rows += compare.compare_learned(gmm, path, prediction, "BNS (learned)",
-                                            {n: s for n, s in learned.items() if n in nfes},
+            rows += compare.compare_learned(gmm, path, prediction, "BNS (learned)", learned,
                                             num_samples=num_samples, seed=DEMO_SEED, **interval)
         singular = sorted({r["solver"] for r in rows} - {r["solver"] for r in rows if r["psnr_db"] == r["psnr_db"]})
         rows = [r for r in rows if r["solver"] not in singular]
