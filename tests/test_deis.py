@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from jaxsample import grids, models, paths, sample
-from jaxsample.solvers import exponential as E
+from jaxsample import solvers as E
+from jaxsample.solvers.deis import deis_coefficients, step_orders
 
 
 def _riemann_coefficients(path, ts, order, num_item=10_000):
@@ -48,7 +49,7 @@ def test_tab_coefficients_match_authors_riemann_sum(x64, order):
     Riemann points halves the gap (so the gap is the Riemann sum's error, not ours)."""
     path = paths.VPLinear()
     ts = grids.power(path, 10, kappa=2.0)
-    ours = np.asarray(E.deis_coefficients(path, ts, order, "tab"))
+    ours = np.asarray(deis_coefficients(path, ts, order, "tab"))
     r1 = _riemann_coefficients(path, ts, order, 10_000)
     scale = np.max(np.abs(r1), axis=1, keepdims=True)
     gap1 = np.max(np.abs(ours - r1) / scale)
@@ -70,7 +71,7 @@ def test_coefficients_integrate_polynomials_exactly(x64, kind, variable, order):
     (rhoAB with a rho-polynomial is the 'exact for the linear part' case.)"""
     path = paths.VPCosine()
     ts = grids.logsnr_uniform(path, 8, t_start=0.9, t_end=0.1)
-    coeffs = np.asarray(E.deis_coefficients(path, ts, order, kind))
+    coeffs = np.asarray(deis_coefficients(path, ts, order, kind))
     s_nodes = np.asarray(variable(path, ts))
     # a polynomial of degree order - 1 in s, centred to keep it well scaled
     c = np.array([0.7, -1.3, 0.4, 0.2])[:order]
@@ -102,16 +103,16 @@ def test_warm_start_and_lower_order_final():
     at most num_steps - i."""
     path = paths.VPLinear()
     ts = grids.uniform(path, 6)
-    c = np.asarray(E.deis_coefficients(path, ts, 3, "tab"))
+    c = np.asarray(deis_coefficients(path, ts, 3, "tab"))
     assert np.all(c[0, 1:] == 0) and np.all(c[1, 2:] == 0) and np.all(c[2:] != 0)
-    c = np.asarray(E.deis_coefficients(path, ts, 3, "tab", lower_order_final=True))
+    c = np.asarray(deis_coefficients(path, ts, 3, "tab", lower_order_final=True))
     assert np.all(c[-1, 1:] == 0) and np.all(c[-2, 2:] == 0) and np.all(c[2:4] != 0)
-    assert list(E.step_orders(3, 6, True, None)) == [1, 2, 3, 3, 2, 1]
+    assert list(step_orders(3, 6, True, None)) == [1, 2, 3, 3, 2, 1]
 
 
 def test_coefficients_are_traceable():
     """init computes the coefficients with jnp, so grids may be traced (jit over ts)."""
     path = paths.VPCosine()
-    f = jax.jit(lambda ts: E.deis_coefficients(path, ts, 3, "rhoab"))
+    f = jax.jit(lambda ts: deis_coefficients(path, ts, 3, "rhoab"))
     ts = grids.logsnr_uniform(path, 5, t_start=0.9, t_end=0.1)
-    np.testing.assert_allclose(f(ts), E.deis_coefficients(path, ts, 3, "rhoab"), rtol=1e-5)
+    np.testing.assert_allclose(f(ts), deis_coefficients(path, ts, 3, "rhoab"), rtol=1e-5)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from jaxsample import models, paths, sample
-from jaxsample.solvers import exponential as E
+from jaxsample import solvers as E
 
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")

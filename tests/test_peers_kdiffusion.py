@@ -41,7 +41,7 @@ from jaxsample import grids, models, paths
 from jaxsample.sampling import sample, sample_keys
 from jaxsample.solvers import runge_kutta
 from jaxsample.solvers._base import per_sample_normal
-from jaxsample.solvers.stochastic import ddpm_ancestral, dpm_solver_pp_2m_sde, edm_stochastic_heun
+from jaxsample.solvers import ddpm_ancestral, dpm_solver_pp_2m_sde, edm_stochastic_heun
 
 pytestmark = pytest.mark.peer
 
@@ -85,10 +85,10 @@ def _kdiffusion_sampling():
 
 
 def _exponential(name):
-    """A factory from jaxsample.solvers.exponential, or skip if it is not there (yet)."""
-    module = pytest.importorskip("jaxsample.solvers.exponential")
+    """A factory from jaxsample.solvers, or skip if it is not there (yet)."""
+    module = pytest.importorskip("jaxsample.solvers")
     if not hasattr(module, name):
-        pytest.skip(f"jaxsample.solvers.exponential.{name} is not available")
+        pytest.skip(f"jaxsample.solvers.{name} is not available")
     return getattr(module, name)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from jaxsample import grids, models, paths, sample
 from jaxsample.sampling import count_model_calls
-from jaxsample.solvers import exponential as E
+from jaxsample import solvers as E
 
 
 def _uni_pc_reference(model_fn, path, x, ts, order, variant, lower_order_final):

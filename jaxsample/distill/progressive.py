@@ -63,6 +63,7 @@ from jaxsample import objectives
 from jaxsample.grids import check_grid, get_grid
 from jaxsample.models import Model, expand_to, from_x0_eps
 from jaxsample.paths import AbstractPath
+from jaxsample.solvers._exponential import data_coefficients, data_update, sched
 
 __all__ = [
     "PARAMETERIZATIONS",
@@ -93,15 +94,19 @@ def _check_weighting(w):
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {w!r}")
 
 
+def _ddim_terms(path: AbstractPath, t, s):
+    """(sigma_t, sigma_s, alpha_s, h = lam_s - lam_t) of the DDIM step ``t -> s`` (lam_s = inf where
+    sigma_s = 0), at the times' own dtype."""
+    _, sig_t, lam_t = sched(path, t, None, exact_lam=False)
+    a_s, sig_s, lam_s = sched(path, s, None)
+    return sig_t, sig_s, a_s, lam_s - lam_t
+
+
 def _coefficients(path: AbstractPath, t, s, x):
     """(sigma_s / sigma_t, -alpha_s expm1(lam_t - lam_s)) broadcast against x: the DDIM step
     ``z_s = r z_t + d x0`` in the library's data-prediction form (lam_s = inf where sigma_s = 0)."""
-    sig_t, sig_s, a_s = path.sigma(t), path.sigma(s), path.alpha(s)
-    lam_t = path.lam(t)
-    lam_s = jnp.where(sig_s == 0, jnp.inf, path.lam(s))
-    r = sig_s / sig_t
-    d = -a_s * jnp.expm1(lam_t - lam_s)
-    return expand_to(r, x), expand_to(d, x)
+    r, c = data_coefficients(*_ddim_terms(path, t, s))
+    return expand_to(r, x), expand_to(-c, x)
 
 
 def ddim_step(model: Model, x, t, s, cond: Optional[dict] = None):
@@ -110,8 +115,7 @@ def ddim_step(model: Model, x, t, s, cond: Optional[dict] = None):
     alpha_s expm1(lam_t - lam_s) x0(x, t)``. Returns ``(x_s, x0)``."""
     cond = {} if cond is None else cond
     x0 = model.x0(x, t, **cond)
-    r, d = _coefficients(model.path, t, s, x)
-    return r * x + d * x0, x0
+    return data_update(x, x0, *_ddim_terms(model.path, t, s)), x0
 
 
 def distillation_target(teacher: Model, x_t, t, t_mid, s, *, cond: Optional[dict] = None,

@@ -34,14 +34,15 @@ at the very end). ``r(t)`` is its linear interpolation, constant beyond the ends
 Example:
     >>> import jax
     >>> from jaxsample import grids, models, paths, sample
-    >>> from jaxsample.solvers import score_norm, exponential
+    >>> from jaxsample import solvers
+    >>> from jaxsample.solvers import score_norm
     >>> gmm = models.GaussianMixture.random(jax.random.key(0), dim=4, num_components=3)
     >>> model = gmm.model(paths.VPLinear(), "eps")
     >>> ts = grids.power(model.path, 10)
     >>> noise = jax.random.normal(jax.random.key(1), (8, 4))
     >>> stats = score_norm.ScoreNormStats.constant(0.8)          # r constant: exactly tAB-DEIS
     >>> x_sn = sample(model, score_norm.deis_sn(stats, 3), ts, noise)
-    >>> x = sample(model, exponential.deis(3), ts, noise)
+    >>> x = sample(model, solvers.deis(3), ts, noise)
     >>> bool(abs(x_sn - x).max() < 1e-5)
     True
 
@@ -55,8 +56,6 @@ References:
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Optional
 
 import equinox as eqx
@@ -65,17 +64,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsample.solvers._base import AbstractSolver, SimpleState
-from jaxsample.solvers.exponential import (
-    DDIM,
-    DEIS,
-    DEISState,
-    DPMSolver,
-    _check_choice,
-    _sched,
-    check_deis_settings,
-    deis_init,
-    deis_step,
-)
+from jaxsample.solvers._exponential import check_choice as _check_choice
+from jaxsample.solvers._exponential import sched as _sched
+from jaxsample.solvers.ddim import DDIM
+from jaxsample.solvers.deis import DEIS, DEISState, check_deis_settings, deis_init, deis_step
+from jaxsample.solvers.dpm_solver import DPMSolver
 
 __all__ = [
     "ScoreNormStats",
@@ -148,28 +141,6 @@ class ScoreNormStats(eqx.Module):
         dt = t.dtype if jnp.issubdtype(t.dtype, jnp.floating) else jnp.float32
         return jnp.interp(t, self.times.astype(dt), self.values.astype(dt))
 
-    def save(self, filename: str, **metadata) -> None:
-        """Write to a small ``.npz`` (times, values, num_clamped and JSON ``metadata``)."""
-        meta = {"num_clamped": int(self.num_clamped), **metadata}
-        with open(filename, "wb") as f:
-            np.savez(f, times=np.asarray(self.times), values=np.asarray(self.values),
-                     meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
-
-    @classmethod
-    def load(cls, filename: str) -> "ScoreNormStats":
-        """Read a file written by :meth:`save`."""
-        if not isinstance(filename, (str, os.PathLike)) or not os.path.exists(filename):
-            raise ValueError(f"filename {filename!r} does not exist")
-        with np.load(filename) as z:
-            meta = json.loads(z["meta"].tobytes().decode())
-            return cls(jnp.asarray(z["times"]), jnp.asarray(z["values"]), int(meta["num_clamped"]))
-
-    @staticmethod
-    def metadata(filename: str) -> dict:
-        """The JSON metadata stored by :meth:`save`."""
-        with np.load(filename) as z:
-            return json.loads(z["meta"].tobytes().decode())
-
 
 def _check_stats(stats):
     if not isinstance(stats, ScoreNormStats):
@@ -180,7 +151,7 @@ def _check_stats(stats):
 # --------------------------------------------------------------------------- DEIS-SN
 
 
-#: DEIS-SN's state is DEIS's (:class:`~jaxsample.solvers.exponential.DEISState`); its history
+#: DEIS-SN's state is DEIS's (:class:`~jaxsample.solvers.deis.DEISState`); its history
 #: holds the normalised ``eps / r`` and its coefficients ``C~[i, j]`` weigh ``eps_tilde(t_{i-j})``.
 DEISSNState = DEISState
 
@@ -188,7 +159,7 @@ DEISSNState = DEISState
 class DEISSN(AbstractSolver):
     """Score-normalised multistep DEIS (tAB / rhoAB / log-rho AB), one model call a step.
 
-    Identical to :class:`~jaxsample.solvers.exponential.DEIS` except that the Lagrange
+    Identical to :class:`~jaxsample.solvers.deis.DEIS` except that the Lagrange
     polynomial extrapolates ``eps / r(t)`` and ``r`` multiplies the coefficient integrand.
     """
 
@@ -221,11 +192,11 @@ def deis_sn(stats: ScoreNormStats, order: int = 3, kind: str = "tab", lower_orde
     Args:
         stats: the statistic ``r(t)`` (:func:`jaxsample.distill.deis_sn.calibrate`, or
             :meth:`ScoreNormStats.load`).
-        order: convergence order 1..4 as in :func:`~jaxsample.solvers.exponential.deis` (the
+        order: convergence order 1..4 as in :func:`~jaxsample.solvers.deis.deis` (the
             authors' polynomial degree is ``order - 1``; their released configuration is degree 2,
             i.e. ``order=3``).
         kind: ``'tab'`` (the paper's), ``'rhoab'`` or ``'logrho'``: the Lagrange variable.
-        lower_order_final, lower_order_final_below: as in :func:`~jaxsample.solvers.exponential.deis`.
+        lower_order_final, lower_order_final_below: as in :func:`~jaxsample.solvers.deis.deis`.
         num_quadrature: Gauss-Legendre nodes per step for the coefficient integrals (``r`` is
             piecewise linear, so more than DEIS's 32 by default).
 
@@ -253,7 +224,7 @@ def deis_sn(stats: ScoreNormStats, order: int = 3, kind: str = "tab", lower_orde
 class DPMSolverSN(AbstractSolver):
     """Singlestep DPM-Solver-k (noise prediction, k = 1, 2, 3) with score normalisation.
 
-    Every ``sigma phi_k`` coefficient of :class:`~jaxsample.solvers.exponential.DPMSolver` is
+    Every ``sigma phi_k`` coefficient of :class:`~jaxsample.solvers.dpm_solver.DPMSolver` is
     replaced by its weighted moment ``A_k = alpha_end int e^{-l} r(l) (l - lam_s)^k dl`` over the
     (sub)step and every model output ``eps`` by ``eps / r``; the intermediate points
     (``r1 = 1/2``; ``r1 = 1/3, r2 = 2/3``) and the structure of each update are unchanged, so
@@ -340,14 +311,15 @@ def dpm_solver_sn(stats: ScoreNormStats, order: int = 3, num_quadrature: int = 6
     Example:
         >>> import jax
         >>> from jaxsample import grids, models, paths, sample
-        >>> from jaxsample.solvers import score_norm, exponential
+        >>> from jaxsample import solvers
+        >>> from jaxsample.solvers import score_norm
         >>> gmm = models.GaussianMixture.random(jax.random.key(0), dim=2, num_components=2)
         >>> model = gmm.model(paths.VPLinear(), "eps")
         >>> ts = grids.logsnr_uniform(model.path, 4)
         >>> noise = jax.random.normal(jax.random.key(1), (4, 2))
         >>> solver = score_norm.dpm_solver_sn(score_norm.ScoreNormStats.constant(0.5), 3)
         >>> x = sample(model, solver, ts, noise)
-        >>> bool(abs(x - sample(model, exponential.dpm_solver(3), ts, noise)).max() < 1e-4), solver.nfe(4)
+        >>> bool(abs(x - sample(model, solvers.dpm_solver(3), ts, noise)).max() < 1e-4), solver.nfe(4)
         (True, 12)
     """
     return DPMSolverSN(stats, order, num_quadrature)
@@ -365,8 +337,9 @@ def score_normalise(solver: AbstractSolver, stats: ScoreNormStats) -> AbstractSo
             UniPC, Runge-Kutta and stochastic solvers).
 
     Example:
-        >>> from jaxsample.solvers import score_norm, exponential
-        >>> sn = score_norm.score_normalise(exponential.deis(2, "rhoab"), score_norm.ScoreNormStats.constant())
+        >>> from jaxsample import solvers
+        >>> from jaxsample.solvers import score_norm
+        >>> sn = score_norm.score_normalise(solvers.deis(2, "rhoab"), score_norm.ScoreNormStats.constant())
         >>> type(sn).__name__, sn.order, sn.kind
         ('DEISSN', 2, 'rhoab')
     """

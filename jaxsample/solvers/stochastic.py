@@ -1,6 +1,6 @@
-"""Stochastic samplers: reverse-SDE and ancestral solvers with explicit per-sample keys.
+"""Stochastic samplers: reverse-SDE solvers with explicit per-sample keys.
 
-All four solvers work on every path (:mod:`jaxsample.paths`) and every prediction
+Both work on every path (:mod:`jaxsample.paths`) and every prediction
 type, through ``alpha(t)``, ``sigma(t)`` and the half log-SNR ``lam(t)``. Each step
 draws its noise with :func:`~jaxsample.solvers._base.per_sample_normal` from the
 per-sample keys the driver passes, exactly once per step (none when the noise
@@ -8,20 +8,23 @@ coefficient is statically zero), so the noise of sample k depends on its own key
 alone and results do not change with the batch size.
 
 - :func:`euler_maruyama`: Euler-Maruyama on the reverse-time SDE (weak order 1).
-- :func:`ddpm_ancestral`: DDPM ancestral sampling / DDIM with ``eta`` (weak order 1).
 - :func:`edm_stochastic_heun`: Karras et al. (2022) Algorithm 2, stochastic Heun with churn.
-- :func:`dpm_solver_pp_2m_sde`: DPM-Solver++(2M) SDE, k-diffusion's ``sample_dpmpp_2m_sde``.
+
+The stochastic exponential integrators live beside their ODE versions and follow the same
+rules: :func:`~jaxsample.solvers.ddim.ddpm_ancestral` (DDPM ancestral sampling / DDIM with
+``eta``) in :mod:`jaxsample.solvers.ddim`, :func:`~jaxsample.solvers.dpm_solver.dpm_solver_pp_2m_sde`
+(k-diffusion's ``sample_dpmpp_2m_sde``) in :mod:`jaxsample.solvers.dpm_solver`.
 
 Example:
     >>> import jax
     >>> from jaxsample import grids, models, paths
     >>> from jaxsample.sampling import sample
-    >>> from jaxsample.solvers.stochastic import dpm_solver_pp_2m_sde
+    >>> from jaxsample.solvers.stochastic import euler_maruyama
     >>> gmm = models.GaussianMixture.random(jax.random.key(0), dim=2, num_components=2)
     >>> model = gmm.model(paths.VPCosine(), "eps")
     >>> ts = grids.logsnr_uniform(model.path, 10, t_start=0.99)
     >>> noise = jax.random.normal(jax.random.key(1), (4, 2))
-    >>> x = sample(model, dpm_solver_pp_2m_sde(eta=1.0), ts, noise, key=jax.random.key(2))
+    >>> x = sample(model, euler_maruyama(), ts, noise, key=jax.random.key(2))
     >>> x.shape
     (4, 2)
 """
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -42,14 +45,9 @@ from jaxsample.solvers._base import AbstractSolver, SimpleState, per_sample_norm
 
 __all__ = [
     "EulerMaruyama",
-    "DDPMAncestral",
     "EDMStochasticHeun",
-    "DPMSolverPP2MSDE",
-    "DPMSolverPP2MSDEState",
     "euler_maruyama",
-    "ddpm_ancestral",
     "edm_stochastic_heun",
-    "dpm_solver_pp_2m_sde",
 ]
 
 
@@ -128,80 +126,6 @@ def euler_maruyama() -> EulerMaruyama:
         Equations", ICLR 2021 (arXiv 2011.13456), eq. (6).
     """
     return EulerMaruyama()
-
-
-class DDPMAncestral(AbstractSolver):
-    """DDPM ancestral sampling, generalised by DDIM's ``eta``, on any path.
-
-    From ``s = t_i`` to ``t = t_{i+1}``, with ``h = lam(t) - lam(s) > 0`` and the model's
-    data prediction ``x0 = x0(x, s)``::
-
-        q = eta^2 (1 - e^{-2h})                 # c^2 / sigma_t^2
-        x_t = alpha_t x0 + sqrt(sigma_t^2 - c^2) eps + c z,   c = sigma_t sqrt(q)
-
-    written as ``sqrt(1-q) (sigma_t/sigma_s) x + alpha_t (1 - sqrt(1-q) e^{-h}) x0 + c z``
-    (with ``expm1``/``log1p``), so that ``eta = 0`` is exactly DDIM
-    ``x_t = (sigma_t/sigma_s) x - alpha_t (e^{-h} - 1) x0`` and ``eta = 1`` draws from the
-    DDPM posterior ``q(x_t | x_s, x0)``, whose variance is ``sigma_t^2 (1 - e^{-2h})`` on
-    any path. On the EDM path this is k-diffusion's ``sample_euler_ancestral``
-    (``sigma_up = c``, ``sigma_down = sqrt(sigma_t^2 - c^2)``).
-
-    Weak order 1; one model call a step.
-    """
-
-    eta: float = eqx.field(static=True, default=1.0)
-
-    is_stochastic: ClassVar[bool] = True
-
-    def __check_init__(self):
-        _check_number("eta", self.eta, low=0.0, high=1.0)
-
-    @property
-    def order(self) -> int:
-        return 1
-
-    def step(self, model, ts, i, state, cond, key):
-        path, x = model.path, state.x
-        s, t = ts[i], ts[i + 1]
-        x0 = model.x0(x, s, **cond)
-        h = path.lam(t) - path.lam(s)
-        sigma_s, sigma_t, alpha_t = path.sigma(s), path.sigma(t), path.alpha(t)
-        if self.eta == 0.0:
-            x = expand_to(sigma_t / sigma_s, x) * x + expand_to(-alpha_t * jnp.expm1(-h), x) * x0
-            return SimpleState(x)
-        q = jnp.minimum(self.eta**2 * -jnp.expm1(-2.0 * h), 1.0)
-        log_k = 0.5 * jnp.log1p(-q)  # k = sqrt(1 - q)
-        x = (expand_to(jnp.exp(log_k) * sigma_t / sigma_s, x) * x
-             + expand_to(-alpha_t * jnp.expm1(log_k - h), x) * x0)
-        z = per_sample_normal(key, x)
-        return SimpleState(x + expand_to(sigma_t * jnp.sqrt(q), x) * z)
-
-
-def ddpm_ancestral(eta: float = 1.0) -> DDPMAncestral:
-    """DDPM ancestral sampling (``eta=1``), DDIM-eta in general, on any path.
-
-    Args:
-        eta: in ``[0, 1]``; the fraction of the DDPM posterior standard deviation
-            injected at each step. ``eta=0`` is deterministic DDIM (the key is then
-            unused), ``eta=1`` is ancestral DDPM.
-
-    Example:
-        >>> import jax
-        >>> from jaxsample import grids, models, paths
-        >>> from jaxsample.sampling import sample
-        >>> from jaxsample.solvers.stochastic import ddpm_ancestral
-        >>> gmm = models.GaussianMixture.random(jax.random.key(0), dim=2, num_components=2)
-        >>> model = gmm.model(paths.DiscreteDDPM(), "eps")
-        >>> ts = grids.uniform(model.path, 20)
-        >>> noise = jax.random.normal(jax.random.key(1), (3, 2))
-        >>> sample(model, ddpm_ancestral(eta=1.0), ts, noise, key=jax.random.key(2)).shape
-        (3, 2)
-
-    References:
-        Ho et al., "Denoising Diffusion Probabilistic Models", NeurIPS 2020 (arXiv 2006.11239);
-        Song et al., "Denoising Diffusion Implicit Models", ICLR 2021 (arXiv 2010.02502), eq. (16).
-    """
-    return DDPMAncestral(eta=eta)
 
 
 class EDMStochasticHeun(AbstractSolver):
@@ -321,109 +245,3 @@ def edm_stochastic_heun(s_churn: float = 0.0, s_min: float = 0.0, s_max: float =
         NeurIPS 2022 (arXiv 2206.00364), Algorithm 2; code NVlabs/edm ``generate.py``.
     """
     return EDMStochasticHeun(s_churn=s_churn, s_min=s_min, s_max=s_max, s_noise=s_noise)
-
-
-class DPMSolverPP2MSDEState(NamedTuple):
-    """State of :class:`DPMSolverPP2MSDE`: the sample and the previous data prediction."""
-
-    x: jax.Array
-    x0_prev: jax.Array
-
-
-class DPMSolverPP2MSDE(AbstractSolver):
-    """DPM-Solver++(2M) SDE (k-diffusion ``sample_dpmpp_2m_sde``), on any path.
-
-    With data predictions ``D_i = x0(x_i, t_i)``, ``h = lam_{i+1} - lam_i``,
-    ``hh = (1 + eta) h``, ``r = h_{i-1} / h``::
-
-        x_{i+1} = (sigma_{i+1}/sigma_i) e^{-eta h} x_i + alpha_{i+1} (1 - e^{-hh}) D_i
-                  + alpha_{i+1} c (D_i - D_{i-1}) / r
-                  + sigma_{i+1} sqrt(1 - e^{-2 eta h}) s_noise z
-
-    with ``c = (1 - e^{-hh}) / 2`` ('midpoint') or ``c = 1 + (e^{-hh} - 1)/hh`` ('heun'),
-    and no ``D_{i-1}`` term at the first step. A step to ``sigma = 0`` returns
-    ``alpha D_i`` (k-diffusion's denoising step). On the EDM path (``alpha = 1``) this is
-    k-diffusion's sampler; on VP paths it is diffusers' ``DPMSolverMultistepScheduler``
-    with ``algorithm_type='sde-dpmsolver++'`` (there ``eta = 1``). ``eta = 0`` is the
-    deterministic DPM-Solver++(2M) (midpoint variant). One model call a step.
-    Nominal weak order 1 for ``eta > 0`` (its first-order part is the exact-noise
-    exponential SDE integrator; on Gaussian data the measured order is about 2);
-    order 2 for ``eta = 0``.
-    """
-
-    eta: float = eqx.field(static=True, default=1.0)
-    solver_type: str = eqx.field(static=True, default="midpoint")
-    s_noise: float = eqx.field(static=True, default=1.0)
-
-    is_stochastic: ClassVar[bool] = True
-
-    def __check_init__(self):
-        _check_number("eta", self.eta, low=0.0)
-        _check_number("s_noise", self.s_noise, low=0.0)
-        if self.solver_type not in ("midpoint", "heun"):
-            raise ValueError(f"solver_type must be 'midpoint' or 'heun', got {self.solver_type!r}")
-
-    @property
-    def order(self) -> int:
-        return 2 if self.eta == 0.0 else 1
-
-    def init(self, model, ts, x, cond):
-        return DPMSolverPP2MSDEState(x, jnp.zeros_like(x))
-
-    def step(self, model, ts, i, state, cond, key):
-        path, x = model.path, state.x
-        t, t_next = ts[i], ts[i + 1]
-        x0 = model.x0(x, t, **cond)
-        lam, lam_next = path.lam(t), path.lam(t_next)
-        h = lam_next - lam
-        eta_h = self.eta * h
-        hh = h + eta_h
-        alpha_next, sigma, sigma_next = path.alpha(t_next), path.sigma(t), path.sigma(t_next)
-        phi = -jnp.expm1(-hh)  # 1 - e^{-hh}
-        x_new = (expand_to(sigma_next / sigma * jnp.exp(-eta_h), x) * x
-                 + expand_to(alpha_next * phi, x) * x0)
-        # Second-order multistep correction (not at the first step).
-        h_last = lam - path.lam(ts[jnp.maximum(i - 1, 0)])
-        inv_r = jnp.where(i > 0, h / jnp.where(i > 0, h_last, 1.0), 0.0)
-        if self.solver_type == "heun":
-            c = jnp.expm1(-hh) / hh + 1.0
-        else:
-            c = 0.5 * phi
-        x_new = x_new + expand_to(alpha_next * c * inv_r, x) * (x0 - state.x0_prev)
-        if self.eta != 0.0 and self.s_noise != 0.0:
-            z = per_sample_normal(key, x)
-            std = sigma_next * jnp.sqrt(-jnp.expm1(-2.0 * eta_h)) * self.s_noise
-            x_new = x_new + expand_to(std, x) * z
-        x_new = jnp.where(sigma_next == 0, expand_to(alpha_next, x) * x0, x_new)
-        return DPMSolverPP2MSDEState(x_new, x0)
-
-
-def dpm_solver_pp_2m_sde(eta: float = 1.0, solver_type: str = "midpoint",
-                         s_noise: float = 1.0) -> DPMSolverPP2MSDE:
-    """DPM-Solver++(2M) SDE with data prediction, on any path.
-
-    Args:
-        eta: ``>= 0``; stochasticity. ``1`` is the SDE-DPM-Solver++ of Lu et al.,
-            ``0`` the deterministic DPM-Solver++(2M).
-        solver_type: ``'midpoint'`` (k-diffusion's default) or ``'heun'``.
-        s_noise: scale of the injected noise, ``>= 0``.
-
-    Example:
-        >>> import jax
-        >>> from jaxsample import grids, models, paths
-        >>> from jaxsample.sampling import sample
-        >>> from jaxsample.solvers.stochastic import dpm_solver_pp_2m_sde
-        >>> gmm = models.GaussianMixture.random(jax.random.key(0), dim=2, num_components=2)
-        >>> model = gmm.model(paths.EDM(), "x0")
-        >>> ts = grids.edm(model.path, 15)
-        >>> noise = jax.random.normal(jax.random.key(1), (3, 2))
-        >>> solver = dpm_solver_pp_2m_sde(eta=1.0, solver_type="heun")
-        >>> sample(model, solver, ts, noise, key=jax.random.key(2)).shape
-        (3, 2)
-
-    References:
-        Lu et al., "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
-        Models", arXiv 2211.01095; code crowsonkb/k-diffusion ``sample_dpmpp_2m_sde`` and
-        huggingface/diffusers ``DPMSolverMultistepScheduler`` (``sde-dpmsolver++``).
-    """
-    return DPMSolverPP2MSDE(eta=eta, solver_type=solver_type, s_noise=s_noise)
