@@ -21,6 +21,7 @@ import time
 from typing import Optional
 
 from jaxsample import compare
+from jaxsample._assets import ASSETS_DIR, asset_path
 from jaxsample.distill import bns
 
 NFES = (4, 6, 8, 10, 16, 32)
@@ -89,7 +90,6 @@ def run_mixture(out_dir: str = "out/demo_mixture", num_samples: int = 512, nfes=
 DIGITS_TEACHER = "digits_vp"
 DIGITS_NFES = (4, 8, 16)
 DIGITS_BASELINES = ("euler", "heun", "ddim", "dpm_solver_pp_2m", "unipc_bh2_3", "deis_tab_3", "ipndm")
-ASSETS = os.path.join(os.path.dirname(__file__), "assets")
 
 
 def digits_reference() -> dict:
@@ -97,7 +97,7 @@ def digits_reference() -> dict:
     solution from that noise over ``t_start`` -> ``t_end``, EDM's sigma / alpha in [80, 0.002])."""
     import numpy as np
 
-    with np.load(os.path.join(ASSETS, "demo", f"{DIGITS_TEACHER}_reference.npz")) as f:
+    with np.load(asset_path("demo", f"{DIGITS_TEACHER}_reference.npz")) as f:
         return {k: f[k] for k in f.files}
 
 
@@ -107,12 +107,12 @@ def learned_digits_solvers(nfes=DIGITS_NFES, t_start=None, t_end=None) -> dict:
     ``t_end``) with the shipped score-norm statistic."""
     from jaxsample.grids import get_grid
     from jaxsample.paths import VPCosine
-    from jaxsample.solvers.score_norm import ScoreNormStats, deis_sn
+    from jaxsample.solvers import ScoreNormStats, deis_sn, load_solver
 
     out = {}
-    stats_file = os.path.join(ASSETS, "deis_sn", f"{DIGITS_TEACHER}.npz")
-    if os.path.exists(stats_file) and t_start is not None:
-        solver = deis_sn(ScoreNormStats.load(stats_file), order=3)
+    stats_file = ASSETS_DIR / "deis_sn" / f"{DIGITS_TEACHER}.npz"
+    if stats_file.exists() and t_start is not None:
+        solver = deis_sn(load_solver(str(stats_file), expect=ScoreNormStats, teacher=DIGITS_TEACHER), order=3)
         out["DEIS-SN (calibrated)"] = {n: (solver, get_grid("quadratic", VPCosine(), n, t_start=t_start, t_end=t_end))
                                        for n in nfes}
     learned = bns.shipped(DIGITS_TEACHER, nfes)

@@ -3,12 +3,13 @@
 - :class:`MLP`: a time-conditioned MLP for low-dimensional data (2-D toys, small vectors).
 - :class:`UNet`: a small NHWC U-Net (two or more resolutions, residual blocks with a time
   embedding, GroupNorm, optional class conditioning with a null class for guidance).
+- :class:`DigitsClassifier`: the small CNN whose penultimate layer gives the digits features.
 - :func:`network_model` turns ``(module, params)`` into a :class:`~jaxsample.models.Model`
   whose ``fn`` is a ``jax.tree_util.Partial`` over the variables, so ``jax.grad`` reaches them.
 - :func:`guided` wraps a class-conditional model into a classifier-free-guided one.
 
-Every network is called as ``module.apply(variables, x, t, label=None)``: ``x`` has a leading
-batch axis, ``t`` is a scalar or has shape ``(batch,)`` (a scalar is broadcast to the batch),
+Every diffusion network (MLP, UNet) is called as ``module.apply(variables, x, t, label=None)``:
+``x`` has a leading batch axis, ``t`` is a scalar or has shape ``(batch,)`` (a scalar is broadcast to the batch),
 ``label`` is an int array of shape ``(batch,)`` (or a scalar) when ``num_classes`` is set.
 Label ``num_classes`` is the null class ("no label"), used by classifier-free guidance; passing
 ``label=None`` to a class-conditional network means the null class.
@@ -37,7 +38,7 @@ import jax.numpy as jnp
 from jaxsample.models import Model, check_prediction
 from jaxsample.paths import AbstractPath
 
-__all__ = ["sinusoidal_embedding", "MLP", "UNet", "ResBlock", "network_model", "guided"]
+__all__ = ["sinusoidal_embedding", "MLP", "UNet", "ResBlock", "DigitsClassifier", "network_model", "guided"]
 
 
 def sinusoidal_embedding(t, dim: int, max_period: float = 10000.0):
@@ -206,6 +207,35 @@ class UNet(nn.Module):
                 h = nn.Conv(c, (3, 3))(h)
         h = nn.silu(nn.GroupNorm(num_groups=math.gcd(self.groups, h.shape[-1]))(h))
         return nn.Conv(x.shape[-1], (3, 3))(h).astype(x.dtype)
+
+
+class DigitsClassifier(nn.Module):
+    """A small CNN on (N, 8, 8, 1) digits in [-1, 1]; ``features`` is the penultimate layer.
+
+    ``__call__(x)`` returns logits (N, 10); ``__call__(x, return_features=True)`` returns
+    ``(logits, features)`` with features of size ``feature_dim``. 16x16 inputs are average-pooled
+    to 8x8 first. The shipped one (:func:`jaxsample.teachers.load_digits_classifier`) defines the
+    digits Frechet distance (:mod:`jaxsample.features`).
+    """
+
+    feature_dim: int = 64
+    channels: int = 32
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x, return_features: bool = False):
+        if x.ndim != 4 or x.shape[-1] != 1:
+            raise ValueError(f"expected digits of shape (N, 8, 8, 1) or (N, 16, 16, 1), got {x.shape}")
+        if x.shape[1:3] == (16, 16):
+            x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+        if x.shape[1:3] != (8, 8):
+            raise ValueError(f"expected 8x8 or 16x16 digits, got {x.shape[1:3]}")
+        h = nn.relu(nn.Conv(self.channels, (3, 3))(x))
+        h = nn.relu(nn.Conv(2 * self.channels, (3, 3), strides=(2, 2))(h))
+        h = h.reshape((h.shape[0], -1))
+        feats = nn.relu(nn.Dense(self.feature_dim)(h))
+        logits = nn.Dense(self.num_classes)(feats)
+        return (logits, feats) if return_features else logits
 
 
 def network_model(module: nn.Module, params, path: AbstractPath, prediction: str) -> Model:

@@ -13,7 +13,7 @@ final loss, and evaluation numbers.
 - ``digits_vp``: VP-cosine v-prediction U-Net on the 8x8 digits, unconditional.
 - ``checkerboard_flow``: rectified-flow velocity MLP on the 2-D checkerboard
   (:func:`jaxsample.data.checkerboard`).
-- ``digits_classifier``: the :class:`~jaxsample.features.DigitsClassifier` whose features define
+- ``digits_classifier``: the :class:`~jaxsample.nets.DigitsClassifier` whose features define
   the digits Frechet distance (see :func:`load_digits_classifier`).
 
 Example:
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import json
-from pathlib import Path
 
 import flax.serialization
 import jax
@@ -37,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsample import nets, paths
+from jaxsample._assets import ASSETS_DIR, asset_path
 from jaxsample.models import Model
 
 __all__ = [
@@ -52,13 +52,11 @@ __all__ = [
     "serialize_params",
 ]
 
-ASSETS_DIR = Path(__file__).resolve().parent / "assets"
-
 #: Names of the shipped teachers (generative models and the digits feature classifier).
 TEACHERS = ("digits_flow", "digits_vp", "checkerboard_flow", "digits_classifier")
 _GENERATIVE = ("digits_flow", "digits_vp", "checkerboard_flow")
 
-_MODULES = {"UNet": nets.UNet, "MLP": nets.MLP}
+_MODULES = {"UNet": nets.UNet, "MLP": nets.MLP, "DigitsClassifier": nets.DigitsClassifier}
 _PATHS = {"RectifiedFlow": paths.RectifiedFlow, "VPCosine": paths.VPCosine}
 
 
@@ -80,7 +78,7 @@ def _check_name(name, allowed=TEACHERS):
 
 @functools.lru_cache(maxsize=None)
 def _card(name: str) -> str:
-    return (ASSETS_DIR / f"{name}.json").read_text()
+    return asset_path(f"{name}.json").read_text()
 
 
 def teacher_card(name: str) -> dict:
@@ -103,12 +101,8 @@ def _tupleize(value):
 def build_module(module_name: str, kwargs: dict):
     """The Flax module ``module_name`` ('UNet', 'MLP', 'DigitsClassifier') with ``kwargs``
     (lists turned into tuples so the module stays hashable)."""
-    if module_name == "DigitsClassifier":
-        from jaxsample.features import DigitsClassifier
-
-        return DigitsClassifier(**{k: _tupleize(v) for k, v in kwargs.items()})
     if module_name not in _MODULES:
-        raise ValueError(f"module must be one of {sorted(_MODULES) + ['DigitsClassifier']}, got {module_name!r}")
+        raise ValueError(f"module must be one of {sorted(_MODULES)}, got {module_name!r}")
     return _MODULES[module_name](**{k: _tupleize(v) for k, v in kwargs.items()})
 
 
@@ -136,7 +130,7 @@ def _restore(blob: bytes):
 @functools.lru_cache(maxsize=None)
 def _params(name: str):
     card = json.loads(_card(name))
-    return _restore((ASSETS_DIR / card["weights_file"]).read_bytes())
+    return _restore(asset_path(card["weights_file"]).read_bytes())
 
 
 def load_params(name: str):
@@ -217,8 +211,8 @@ def sample_shape(name_or_card) -> tuple:
 
 
 def load_digits_classifier():
-    """The shipped digits classifier as a ``(module, params)`` pair, ready for
-    ``features.digits_features(images, classifier=...)`` and
-    ``features.digits_frechet_distance(images, classifier=...)``."""
+    """The shipped digits classifier (a :class:`~jaxsample.nets.DigitsClassifier`) as a
+    ``(module, params)`` pair: the default classifier of :func:`jaxsample.features.digits_features`
+    and :func:`jaxsample.features.digits_frechet_distance`."""
     card = teacher_card("digits_classifier")
     return build_module(card["module"], card["net"]), load_params("digits_classifier")

@@ -2,12 +2,13 @@
 
 import shutil
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxsample import data, features, grids, nets, paths, solvers, train
+from jaxsample import data, grids, metrics, nets, paths, solvers, train
 from jaxsample.distill import catch_up
 from jaxsample.models import GaussianMixture
 from jaxsample.sampling import sample
@@ -162,13 +163,12 @@ def test_exact_resume(tmp_path):
     shutil.rmtree(tmp_path / "checkpoints" / "4")
     resumed, history = _toy_run(None, workdir=tmp_path, num_steps=4, checkpoint_every=2, log_every=1)
     assert [r["step"] for r in history] == [3, 4]
-    for a, b in zip(jax.tree_util.tree_leaves(full.params), jax.tree_util.tree_leaves(resumed.params)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    chex.assert_trees_all_close(full.params, resumed.params, rtol=1e-6, atol=1e-7)
 
 
 def _sw(model, n_steps, noise, ref):
     x = sample(model, solvers.euler(), grids.uniform(model.path, n_steps), noise)
-    return features.sliced_wasserstein(np.asarray(x), ref, num_projections=128)
+    return metrics.sliced_wasserstein(np.asarray(x), ref, num_projections=128)
 
 
 def test_short_catch_up_run_beats_flow_matching_at_few_steps():

@@ -1,108 +1,42 @@
-import jax
+import chex
 import numpy as np
-import pytest
-import scipy.linalg
 
-from jaxsample import data, features
+from jaxsample import data, features, teachers
 
 
-def test_frechet_closed_form_diagonal_and_1d():
-    mu1, mu2 = np.array([0.0, 1.0, -2.0]), np.array([1.0, 1.0, 0.0])
-    v1, v2 = np.array([1.0, 4.0, 0.25]), np.array([9.0, 1.0, 0.25])
-    # commuting covariances: |dmu|^2 + sum (sqrt v1 - sqrt v2)^2 = 5 + (4 + 1 + 0) = 10
-    fd = features.frechet_distance_from_stats(mu1, np.diag(v1), mu2, np.diag(v2))
-    np.testing.assert_allclose(fd, 10.0, rtol=1e-12)
-    np.testing.assert_allclose(features.frechet_distance_from_stats([0.0], [[4.0]], [3.0], [[1.0]]), 9.0 + 1.0)
-
-
-def test_frechet_non_commuting_matches_scipy_and_is_symmetric():
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(size=(5, 5)), rng.normal(size=(5, 5))
-    c1, c2 = a @ a.T + 0.1 * np.eye(5), b @ b.T + 0.1 * np.eye(5)
-    mu1, mu2 = rng.normal(size=5), rng.normal(size=5)
-    ref = np.sum((mu1 - mu2) ** 2) + np.trace(c1) + np.trace(c2) - 2 * np.trace(scipy.linalg.sqrtm(c1 @ c2)).real
-    fd = features.frechet_distance_from_stats(mu1, c1, mu2, c2)
-    np.testing.assert_allclose(fd, ref, rtol=1e-9)
-    np.testing.assert_allclose(features.frechet_distance_from_stats(mu2, c2, mu1, c1), fd, rtol=1e-9)
-    # identical Gaussians, even singular ones: exactly 0 up to rounding
-    sing = np.outer(a[0], a[0])
-    assert abs(features.frechet_distance_from_stats(mu1, sing, mu1, sing)) < 1e-9
-    assert features.frechet_distance_from_stats(mu1, c1, mu1, c1) < 1e-9
-
-
-def test_frechet_from_samples_of_two_gaussians():
-    rng = np.random.default_rng(1)
-    a = rng.normal(size=(3, 3))
-    c1, c2 = np.eye(3), a @ a.T + 0.5 * np.eye(3)
-    mu1, mu2 = np.zeros(3), np.array([1.0, -1.0, 0.5])
-    n = 200_000
-    x = rng.multivariate_normal(mu1, c1, size=n)
-    y = rng.multivariate_normal(mu2, c2, size=n)
-    exact = features.frechet_distance_from_stats(mu1, c1, mu2, c2)
-    np.testing.assert_allclose(features.frechet_distance(x, y), exact, rtol=0.02)
-    with pytest.raises(ValueError, match="feature sizes"):
-        features.frechet_distance(x[:, :2], y)
-
-
-def test_mmd_hand_computed_and_kernels():
-    x, y = np.array([[0.0], [1.0]]), np.array([[2.0], [4.0]])
-    # linear kernel: mean_{i!=j} xx = 0, mean_{i!=j} yy = 8, mean xy = 1.5 -> 0 + 8 - 3 = 5
-    np.testing.assert_allclose(features.mmd(x, y, kernel="linear"), 5.0, rtol=1e-12)
-    # KID kernel (x.y / d + 1)^3, d = 1: kxx_01 = 1, kyy_01 = 729, kxy = [1, 1, 27, 125] -> 1 + 729 - 77
-    np.testing.assert_allclose(features.mmd(x, y), 1.0 + 729.0 - 2 * (1 + 1 + 27 + 125) / 4, rtol=1e-12)
-    # rbf with bandwidth 1: k = exp(-d^2 / 2)
-    e = lambda d: np.exp(-(d**2) / 2)  # noqa: E731
-    expected = e(1) + e(2) - 2 * (e(2) + e(4) + e(1) + e(3)) / 4
-    np.testing.assert_allclose(features.mmd(x, y, kernel="rbf", bandwidth=1.0), expected, rtol=1e-12)
-    with pytest.raises(ValueError, match="kernel"):
-        features.mmd(x, y, kernel="laplace")
-
-
-def test_mmd_statistics():
-    rng = np.random.default_rng(2)
-    x = rng.normal(size=(2000, 4))
-    y = rng.normal(size=(2000, 4))
-    # unbiased: same distribution -> close to 0 (KID kernel values are O(1))
-    assert abs(features.mmd(x, y)) < 5e-3
-    # linear kernel estimates |mu_x - mu_y|^2 = 4 * 0.5^2 = 1
-    np.testing.assert_allclose(features.mmd(x, y + 0.5, kernel="linear"), 1.0, atol=0.1)
-    # KID over one subset holding everything equals the MMD (a permutation does not matter)
-    np.testing.assert_allclose(features.kid(x[:300], y[:300] + 0.3, num_subsets=1, subset_size=300),
-                               features.mmd(x[:300], y[:300] + 0.3), rtol=1e-10)
-    k1 = features.kid(x, y + 0.3, num_subsets=5, subset_size=200, seed=0)
-    assert k1 == features.kid(x, y + 0.3, num_subsets=5, subset_size=200, seed=0) and k1 > 0.05
-
-
-def test_sliced_wasserstein_known_shift():
-    x = np.asarray(jax.random.normal(jax.random.key(0), (500, 2)), np.float64)
-    shift = np.array([3.0, -1.0])
-    dirs = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
-    unit = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
-    # translation: sorted projections move by theta . s exactly
-    exact = np.sqrt(np.mean((unit @ shift) ** 2))
-    np.testing.assert_allclose(features.sliced_wasserstein(x, x + shift, directions=dirs), exact, rtol=1e-10)
-    np.testing.assert_allclose(features.sliced_wasserstein(x, x + shift, directions=dirs, p=1),
-                               np.mean(np.abs(unit @ shift)), rtol=1e-10)
-    # random directions: E[(theta . s)^2] = |s|^2 / d
-    sw = features.sliced_wasserstein(x, x + shift, num_projections=4000, key=jax.random.key(1))
-    np.testing.assert_allclose(sw, np.linalg.norm(shift) / np.sqrt(2), rtol=0.03)
-    # invariant to the order of samples; zero for the same set
-    perm = np.random.default_rng(0).permutation(500)
-    assert features.sliced_wasserstein(x, x[perm]) < 1e-12
-
-
-def test_digits_classifier_and_frechet_distance():
-    module, params, acc = features.train_digits_classifier(seed=0, num_steps=200)
-    assert acc > 0.9  # held-out accuracy on 300 test digits (measured 0.97-0.98)
-    clf = (module, params)
+def test_shipped_digits_classifier_and_frechet_distance():
+    clf = teachers.load_digits_classifier()
+    module, params = clf
     train_x, _ = data.load_digits("train")
-    test_x, _ = data.load_digits("test")
+    test_x, test_y = data.load_digits("test")
+    logits = module.apply({"params": params}, test_x)
+    assert float(np.mean(np.argmax(logits, -1) == test_y)) > 0.9  # held-out accuracy on 300 digits (card: 0.983)
     f = features.digits_features(test_x[:10], clf)
-    assert f.shape == (10, module.feature_dim)
+    chex.assert_shape(f, (10, module.feature_dim))
+    # the default classifier is the shipped one
+    chex.assert_trees_all_equal(features.digits_features(test_x[:10]), f)
     assert features.digits_frechet_distance(test_x, test_x, clf) < 1e-6
     real = features.digits_frechet_distance(train_x[:300], classifier=clf)
     noise = features.digits_frechet_distance(np.random.default_rng(0).uniform(-1, 1, (300, 8, 8, 1)), classifier=clf)
     assert real < 0.1 * noise, (real, noise)
+    assert features.digits_frechet_distance(train_x[:300]) == real
     # 16x16 digits are pooled to 8x8 first: nearest-upsampled digits have the same features
     x16, _ = data.load_digits("test", size=16, upsample="nearest")
-    np.testing.assert_allclose(features.digits_features(x16[:10], clf), f, rtol=1e-4, atol=1e-5)
+    chex.assert_trees_all_close(features.digits_features(x16[:10], clf), f, rtol=1e-4, atol=1e-5)
+
+
+def test_classifier_training_recipe():
+    """experiments/teachers/classifier.py (what trained the shipped classifier), 200 steps."""
+    from experiments.teachers import classifier
+    from experiments.teachers.configs import digits_classifier
+
+    config = digits_classifier.get_config()
+    config.num_steps = 200
+    module, params, acc = classifier.train_digits_classifier(config)
+    assert module == teachers.load_digits_classifier()[0]
+    chex.assert_trees_all_equal_shapes_and_dtypes(params, teachers.load_params("digits_classifier"))
+    assert acc > 0.9  # held-out accuracy on 300 test digits
+    real = features.digits_frechet_distance(data.load_digits("train")[0][:300], classifier=(module, params))
+    noise = features.digits_frechet_distance(np.random.default_rng(0).uniform(-1, 1, (300, 8, 8, 1)),
+                                             classifier=(module, params))
+    assert real < 0.1 * noise, (real, noise)

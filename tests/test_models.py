@@ -1,5 +1,6 @@
 """Models: prediction conversions round-trip on every path; the exact mixture is exact."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,10 +29,9 @@ def test_conversions_round_trip(path, source, x64):
     x = jax.random.normal(key, (6, 5), jnp.float64)
     raw = jax.random.normal(jax.random.key(2), (6, 5), jnp.float64)
     t = jnp.linspace(mid_time(path, 0.1), mid_time(path, 0.9), 6)  # per-sample times
-    for target in PREDICTIONS:
-        there = convert_prediction(path, raw, x, t, source, target)
-        back = convert_prediction(path, there, x, t, target, source)
-        np.testing.assert_allclose(back, raw, rtol=1e-9, atol=1e-9, err_msg=f"{source}->{target}")
+    there = {target: convert_prediction(path, raw, x, t, source, target) for target in PREDICTIONS}
+    back = {target: convert_prediction(path, y, x, t, target, source) for target, y in there.items()}
+    chex.assert_trees_all_close(back, {target: raw for target in PREDICTIONS}, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("path", ALL_PATHS, ids=IDS)
@@ -39,10 +39,9 @@ def test_all_prediction_types_agree(gmm, path, x64):
     x = jax.random.normal(jax.random.key(3), (7, 5), jnp.float64)
     t = jnp.asarray(mid_time(path, 0.4), jnp.float64)
     eps_model = gmm.model(path, "eps")
-    for target in PREDICTIONS:
-        direct = gmm.model(path, target)(x, t)
-        derived = eps_model.predict(target, x, t)
-        np.testing.assert_allclose(derived, direct, rtol=1e-8, atol=1e-10, err_msg=target)
+    derived = {target: eps_model.predict(target, x, t) for target in PREDICTIONS}
+    direct = {target: gmm.model(path, target)(x, t) for target in PREDICTIONS}
+    chex.assert_trees_all_close(derived, direct, rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("path", ALL_PATHS, ids=IDS)

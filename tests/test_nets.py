@@ -1,3 +1,4 @@
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,7 +13,7 @@ def test_sinusoidal_embedding_values():
     # freqs = 100^(-k/2), k = 0, 1 -> [1, 0.1]
     expected = np.array([[1, 1, 0, 0], [np.cos(2.0), np.cos(0.2), np.sin(2.0), np.sin(0.2)]])
     np.testing.assert_allclose(emb, expected, atol=1e-6)
-    assert nets.sinusoidal_embedding(t, 5).shape == (2, 5)
+    chex.assert_shape(nets.sinusoidal_embedding(t, 5), (2, 5))
 
 
 @pytest.mark.parametrize("num_classes", [None, 3])
@@ -23,7 +24,7 @@ def test_mlp_shapes_and_scalar_t_broadcast(num_classes):
     params = jax.jit(net.init)(jax.random.key(1, impl="rbg"), x, 0.3, label=label)["params"]
     out_scalar = jax.jit(net.apply)({"params": params}, x, 0.3, label=label)
     out_vec = jax.jit(net.apply)({"params": params}, x, jnp.full((5,), 0.3), label=label)
-    assert out_scalar.shape == x.shape
+    chex.assert_equal_shape([out_scalar, x])
     np.testing.assert_allclose(out_scalar, out_vec, atol=0)
     # Each example depends only on its own row (no cross-batch mixing).
     single = jax.jit(net.apply)({"params": params}, x[2:3], 0.3, label=None if label is None else label[2:3])
@@ -47,20 +48,22 @@ def test_unet_shapes_labels_time_and_sizes():
     labels = jnp.array([1, 2, 3])
     # an 'rbg' key: compiling the initialisers is several times cheaper than with threefry
     params = jax.jit(net.init)(jax.random.key(1, impl="rbg"), x, jnp.full((3,), 0.5), label=labels)["params"]
-    assert params["_Conditioning_0"]["Embed_0"]["embedding"].shape == (11, 16)  # 10 classes + null
+    chex.assert_shape(params["_Conditioning_0"]["Embed_0"]["embedding"], (11, 16))  # 10 classes + null
     apply = jax.jit(net.apply)
     xs = jnp.concatenate([x, x, x, x[:1]])
     ls = jnp.concatenate([labels, jnp.array([4, 5, 6]), labels, labels[:1]])
     ts = jnp.array([0.5] * 6 + [0.9] * 3 + [0.5])
     out = apply({"params": params}, xs, ts, label=ls)
-    assert out.shape == xs.shape and out.dtype == xs.dtype
+    chex.assert_equal_shape([out, xs])
+    chex.assert_type(out, xs.dtype)
     base, other_label, other_time = out[:3], out[3:6], out[6:9]
     assert float(jnp.max(jnp.abs(other_label - base))) > 1e-4  # the label matters
     assert float(jnp.max(jnp.abs(other_time - base))) > 1e-4  # the time matters
     np.testing.assert_allclose(out[9], base[0], atol=1e-5)  # no mixing across the batch
     x16 = jax.random.normal(jax.random.key(2), (2, 16, 16, 1))
     out16 = apply({"params": params}, x16, jnp.full((2,), 0.5), label=labels[:2])
-    assert out16.shape == (2, 16, 16, 1) and bool(jnp.all(jnp.isfinite(out16)))
+    chex.assert_shape(out16, (2, 16, 16, 1))
+    chex.assert_tree_all_finite(out16)
 
 
 def test_label_none_is_null_class():
@@ -83,14 +86,16 @@ def test_network_model_params_are_leaves_and_grad_reaches_them():
     params = jax.jit(net.init)(jax.random.key(0, impl="rbg"), x, 0.5)["params"]
     model = nets.network_model(net, params, paths.VPCosine(), "eps")
     assert isinstance(model, models.Model)
-    n_leaves = len(jax.tree_util.tree_leaves(params))
-    assert len(jax.tree_util.tree_leaves(model)) == n_leaves
+    # the model's leaves are exactly the parameters
+    chex.assert_trees_all_equal(jax.tree_util.tree_leaves(model), jax.tree_util.tree_leaves(params))
     np.testing.assert_allclose(model(x, 0.5), jax.jit(net.apply)({"params": params}, x, 0.5), atol=0)
 
     def f(m):
         return jnp.sum(m.x0(x, 0.5) ** 2)
 
     g = jax.jit(jax.grad(f))(model)
+    chex.assert_trees_all_equal_shapes(g, model)
+    chex.assert_tree_all_finite(g)
     gnorm = sum(float(jnp.sum(a**2)) for a in jax.tree_util.tree_leaves(g))
     assert gnorm > 0
     # jit over the model works and matches
@@ -136,9 +141,9 @@ def test_guided_formula_and_consistency_across_spaces(prediction):
     np.testing.assert_allclose(o["scale1"], cond, atol=1e-5)
     np.testing.assert_allclose(o["scale0"], uncond, atol=1e-5)
     # Guidance commutes with conversions: e.g. guided eps == eps-space combination of cond/uncond eps.
-    for target in targets:
-        c, u = o["c_" + target], o["u_" + target]
-        np.testing.assert_allclose(o["g_" + target], u + w * (c - u), rtol=1e-4, atol=1e-4)
+    chex.assert_trees_all_close({target: o["g_" + target] for target in targets},
+                                {target: o["u_" + target] + w * (o["c_" + target] - o["u_" + target])
+                                 for target in targets}, rtol=1e-4, atol=1e-4)
 
 
 def test_guided_scalar_t_and_jit():
@@ -169,5 +174,6 @@ def test_guided_model_runs_in_the_sampler_with_labels():
     out = jax.jit(lambda m: sampling.sample(m, solvers.heun(), ts, noise, cond={"label": label}))(
         nets.guided(model, w, 4))
     ref = jax.jit(lambda: sampling.sample(manual_model, solvers.heun(), ts, noise, cond={"label": label}))()
-    assert out.shape == noise.shape and bool(jnp.all(jnp.isfinite(out)))
+    chex.assert_equal_shape([out, noise])
+    chex.assert_tree_all_finite(out)
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)

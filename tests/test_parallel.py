@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -79,10 +80,9 @@ def sampled_on_one_device():
 def test_sample_same_on_any_number_of_devices(num_devices, sampled_on_one_device):
     with jax.enable_x64(True):
         got = sampling_cases(parallel.make_mesh(num_devices))
-    for name, ref in sampled_on_one_device.items():
-        assert got[name].shape == (BATCH, 4), name
-        # float64 rounding only (observed: <= 1e-12; the SDE amplifies it more than the ODE)
-        np.testing.assert_allclose(np.asarray(got[name]), ref, rtol=0, atol=1e-9, err_msg=name)
+    chex.assert_shape(list(got.values()), (BATCH, 4))
+    # float64 rounding only (observed: <= 1e-12; the SDE amplifies it more than the ODE)
+    chex.assert_trees_all_close(got, sampled_on_one_device, rtol=0, atol=1e-9)
     assert np.abs(sampled_on_one_device["sde"] - sampled_on_one_device["ode"]).max() > 1e-2  # noise matters
 
 
@@ -94,9 +94,9 @@ def test_sample_keeps_a_divisible_batch_sharded_one_slice_per_device():
     x, traj = sample(model, solvers.heun(), ts, noise, return_trajectory=True, mesh=mesh)
     assert x.sharding.spec == P("data") and len(x.sharding.device_set) == 8
     assert {s.data.shape for s in x.addressable_shards} == {(2, 4)}
-    assert traj.shape == (7, 16, 4)
+    chex.assert_shape(traj, (7, 16, 4))
     odd, odd_traj = sample(model, solvers.heun(), ts, noise[:BATCH], return_trajectory=True, mesh=mesh)
-    assert odd_traj.shape == (7, BATCH, 4)
+    chex.assert_shape(odd_traj, (7, BATCH, 4))
     np.testing.assert_allclose(np.asarray(odd), np.asarray(x)[:BATCH], rtol=0, atol=1e-5)
 
 
@@ -106,7 +106,7 @@ def test_reference_sample_same_on_8_devices(x64):
     save_ts = jnp.asarray([0.5, 0.2])
     one = reference_sample(model, noise, save_ts=save_ts)
     eight = reference_sample(model, noise, save_ts=save_ts, mesh=parallel.make_mesh(8))
-    assert eight.shape == (2, 5, 4)
+    chex.assert_shape(eight, (2, 5, 4))
     # adaptive steps: rounding differences can move the accepted steps, within the solver's
     # tolerances (rtol = atol = 1e-7); observed 5e-9
     np.testing.assert_allclose(np.asarray(eight), np.asarray(one), rtol=0, atol=1e-7)
@@ -115,11 +115,11 @@ def test_reference_sample_same_on_8_devices(x64):
 def test_training_with_local_rows_same_on_1_and_8_devices(tmp_path):
     # (global batches on 1 and 8 devices: tests/test_train.py)
     ref = training_case(None, str(tmp_path / "one"), local=False)
-    assert np.all(np.isfinite(ref["loss"])) and ref["loss"].shape == (8,)
+    chex.assert_tree_all_finite(ref)
+    chex.assert_shape(ref["loss"], (8,))
     assert np.abs(ref["params_8"] - ref["params_6"]).max() > 1e-4  # the resumed steps did train
     got = training_case(parallel.make_mesh(8), str(tmp_path / "eight"), local=True)
-    for name in ref:
-        np.testing.assert_allclose(got[name], ref[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    chex.assert_trees_all_close(got, ref, rtol=1e-5, atol=1e-6)
 
 
 def _free_port() -> int:
@@ -155,8 +155,8 @@ def test_two_processes_match_one(tmp_path):
     fit = training_case(mesh, str(tmp_path / "ref"), local=False)
     ref.update(fit)
     ref.update({f"local_{k}": v for k, v in fit.items()})
+    chex.assert_trees_all_equal(got[0], got[1])  # both hold the whole result
     for name, want in ref.items():
-        np.testing.assert_array_equal(got[0][name], got[1][name], err_msg=name)  # both hold the whole result
         tol = 1e-9 if name in ("ode", "sde", "cond") else 1e-5
         np.testing.assert_allclose(got[0][name], want, rtol=tol, atol=tol, err_msg=name)
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxsample import data, features, grids, paths, sampling, solvers, teachers
+from jaxsample import data, features, grids, metrics, paths, sampling, solvers, teachers
 
 GENERATIVE = {
     "digits_flow": (paths.RectifiedFlow, "velocity", (8, 8, 1)),
@@ -93,8 +93,8 @@ def digits_baselines(classifier):
     train_x = data.load_digits("train")[0]
     idx = np.random.default_rng(0).choice(train_x.shape[0], NUM_SAMPLES, replace=False)
     noise = np.asarray(jax.random.normal(jax.random.key(2), (NUM_SAMPLES, 8, 8, 1)))
-    real = features.frechet_distance(features.digits_features(train_x[idx], classifier), test_f)
-    pure_noise = features.frechet_distance(features.digits_features(noise, classifier), test_f)
+    real = metrics.frechet_distance(features.digits_features(train_x[idx], classifier), test_f)
+    pure_noise = metrics.frechet_distance(features.digits_features(noise, classifier), test_f)
     return test_f, real, pure_noise
 
 
@@ -114,7 +114,7 @@ def test_digits_teacher_sample_quality(name, classifier, digits_baselines):
     ts = grids.uniform(model.path, NUM_STEPS)
     x = np.asarray(sampling.sample(model, solvers.heun(), ts, noise, cond=cond))
     assert x.shape == noise.shape and np.all(np.isfinite(x))
-    fd = features.frechet_distance(features.digits_features(x, classifier), test_f)
+    fd = metrics.frechet_distance(features.digits_features(x, classifier), test_f)
     assert fd < 0.25 * noise_fd, (fd, noise_fd)  # measured <= 0.13
     assert fd < DIGITS_MAX_RATIO_TO_REAL[name] * real_fd, (fd, real_fd)
 
@@ -130,7 +130,7 @@ def test_checkerboard_teacher_sample_quality():
     x = np.asarray(sampling.sample(model, solvers.heun(), grids.uniform(model.path, NUM_STEPS), noise))
     ref_a = np.asarray(data.checkerboard(jax.random.key(6), n))
     ref_b = np.asarray(data.checkerboard(jax.random.key(7), n))
-    sw = lambda a, b: features.sliced_wasserstein(a, b, num_projections=128, key=jax.random.key(8))  # noqa: E731
+    sw = lambda a, b: metrics.sliced_wasserstein(a, b, num_projections=128, key=jax.random.key(8))  # noqa: E731
     teacher_sw, real_sw, noise_sw = sw(x, ref_a), sw(ref_b, ref_a), sw(np.asarray(noise), ref_a)
     assert teacher_sw < 0.45 * noise_sw, (teacher_sw, noise_sw)  # measured 0.084 vs noise 0.279
     assert teacher_sw < CHECKERBOARD_MAX_RATIO_TO_REAL * real_sw, (teacher_sw, real_sw)  # measured 0.084 vs 0.078

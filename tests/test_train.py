@@ -1,6 +1,7 @@
 import json
 import os
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -62,17 +63,9 @@ def test_same_loss_curve_on_1_and_8_devices():
         curves[n], finals[n] = np.array(losses), st
         leaf = jax.tree_util.tree_leaves(st.params)[0]
         assert len(leaf.sharding.device_set) == n and leaf.sharding.is_fully_replicated
-    assert np.all(np.isfinite(curves[1]))
+    chex.assert_tree_all_finite(curves[1])
     np.testing.assert_allclose(curves[8], curves[1], rtol=1e-5, atol=1e-6)
-    for a, b in zip(jax.tree_util.tree_leaves(finals[1].params), jax.tree_util.tree_leaves(finals[8].params)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
-
-
-def _tree_equal(a, b):
-    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-    assert len(la) == len(lb)
-    for x, y in zip(la, lb):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    chex.assert_trees_all_close(finals[1].params, finals[8].params, rtol=1e-4, atol=1e-6)
 
 
 def test_fit_resume_is_exact(tmp_path):
@@ -96,10 +89,7 @@ def test_fit_resume_is_exact(tmp_path):
                                   checkpoint_every=4, mesh=mesh, progress=False)
     assert [r["step"] for r in hist_res] == [5, 6, 7, 8]
     assert int(resumed.step) == 8
-    _tree_equal(full.params, resumed.params)
-    _tree_equal(full.ema_params, resumed.ema_params)
-    _tree_equal(full.opt_state, resumed.opt_state)
-    _tree_equal(full.rng, resumed.rng)
+    chex.assert_trees_all_equal(full.arrays(), resumed.arrays())
     records = train.read_metrics(tmp_path / "resumed")
     assert [r["step"] for r in records] == list(range(1, 9))
     np.testing.assert_array_equal([r["loss"] for r in records], [r["loss"] for r in hist_full])
@@ -110,7 +100,7 @@ def test_fit_resume_is_exact(tmp_path):
     # calling fit again on a finished run does nothing
     again, hist = train.fit(state, loss_fn, batch_fn, num_steps=8, workdir=tmp_path / "full", progress=False)
     assert hist == [] and int(again.step) == 8
-    _tree_equal(full.params, again.params)
+    chex.assert_trees_all_equal(full.arrays(), again.arrays())
 
 
 def test_save_and_restore_checkpoint(tmp_path):
@@ -119,7 +109,7 @@ def test_save_and_restore_checkpoint(tmp_path):
     train.save_checkpoint(tmp_path / "ckpt", state)
     fresh = _mlp_setup(batch_size=8, seed=3)[1]
     restored = train.restore_checkpoint(tmp_path / "ckpt", fresh)
-    _tree_equal(state.arrays(), restored.arrays())
+    chex.assert_trees_all_equal(state.arrays(), restored.arrays())
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         train.restore_checkpoint(tmp_path / "empty", fresh)
 

@@ -1,4 +1,4 @@
-"""The digits feature classifier (features.DigitsClassifier) that defines the digits Frechet distance."""
+"""The digits feature classifier (nets.DigitsClassifier) that defines the digits Frechet distance."""
 
 import ml_collections
 
@@ -6,7 +6,7 @@ import ml_collections
 def get_config():
     c = ml_collections.ConfigDict()
     c.name = "digits_classifier"
-    c.description = ("Small CNN (features.DigitsClassifier) on the 8x8 digits train split; its 64-d "
+    c.description = ("Small CNN (nets.DigitsClassifier) on the 8x8 digits train split; its 64-d "
                      "penultimate layer defines the digits Frechet distance.")
     c.net = ml_collections.ConfigDict(dict(feature_dim=64, channels=32, num_classes=10))
     c.num_steps, c.batch_size, c.learning_rate = 1000, 128, 3e-3
