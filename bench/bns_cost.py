@@ -31,8 +31,9 @@ import jax.numpy as jnp  # noqa: E402
 
 import jaxsample as js  # noqa: E402
 from _common import environment, time_call, write_json  # noqa: E402
-from jaxsample import compare, data, objectives, teachers, train  # noqa: E402
-from jaxsample.distill import bns  # noqa: E402
+from jaxsample import data, objectives, tasks, teachers, train  # noqa: E402
+from jaxsample.distill import bns
+from jaxsample.distill._fit_solver import trainable_leaves  # noqa: E402
 
 TEACHER = "digits_vp"
 
@@ -74,14 +75,14 @@ def main(argv=None):
     teacher_total = teacher_s * teacher_info["steps"]
     print(f"teacher step {1e3 * teacher_s:.1f} ms x {teacher_info['steps']} steps = {teacher_total:.0f} s", flush=True)
 
-    model = teachers.load_teacher(TEACHER)
-    iv = compare.edm_interval(model.path)
+    task = tasks.load_task(TEACHER, edm_interval=True)  # as the BNS study's digits configs
+    model, shape, iv = task.model, task.sample_shape, task.interval
     kw = dict(rtol=args.rtol, atol=args.rtol, **iv)
-    pairs_call, _ = time_call(lambda s: bns.make_pairs(model, args.pair_batch, (8, 8, 1), seed=s, **kw)["target"], 0,
+    pairs_call, _ = time_call(lambda s: bns.make_pairs(model, args.pair_batch, shape, seed=s, **kw)["target"], 0,
                               repeats=max(2, args.repeats // 2), warmup=1)
     per_pair = pairs_call / args.pair_batch
     print(f"ground truth: {per_pair * 1e3:.1f} ms per pair", flush=True)
-    val = bns.make_pairs(model, args.num_val, (8, 8, 1), seed=1, **kw)
+    val = bns.make_pairs(model, args.num_val, shape, seed=1, **kw)
     train_batch = {k: v[: args.batch] for k, v in val.items()}
 
     rows = []
@@ -89,11 +90,12 @@ def main(argv=None):
         solver = js.unipc(2, "bh2") if nfe % 2 == 0 else js.ddim()
         init = bns.BespokeNonStationary.from_solver(solver, model.path, js.get_grid("quadratic", model.path, nfe, **iv),
                                                     field="x0")
-        state = train.TrainState.create(init.params(), train.make_optimizer(1e-3, decay_steps=args.steps), seed=0,
+        params0, rebuild = trainable_leaves(init)
+        state = train.TrainState.create(params0, train.make_optimizer(1e-3, decay_steps=args.steps), seed=0,
                                         ema_decay=0.0)
 
-        def loss_fn(params, batch, key, init=init):
-            return bns.bns_loss(model, init.with_params(params), batch)
+        def loss_fn(params, batch, key, rebuild=rebuild):
+            return bns.bns_loss(model, rebuild(params), batch)
 
         step_s, _ = time_call(lambda s: train.train_step(s, train_batch, loss_fn)[0].params, state,
                               repeats=args.repeats)

@@ -41,6 +41,7 @@ from jax.flatten_util import ravel_pytree  # noqa: E402
 import jaxsample as js  # noqa: E402
 from _common import environment, write_json  # noqa: E402
 from jaxsample import data, nets, objectives, parallel, train  # noqa: E402
+from jaxsample.distill._fit_solver import trainable_leaves
 from jaxsample.distill import adasde, bns, catch_up, deis_sn, progressive  # noqa: E402
 
 
@@ -90,7 +91,7 @@ def bns_distillation(mesh) -> np.ndarray:
     init = bns.BespokeNonStationary.from_solver(js.euler(), model.path, js.uniform(model.path, 3))
     solver, _ = bns.distill(model, pairs, val, init, num_steps=20, eval_every=10, batch_size=32,
                             learning_rate=5e-3, progress=False, mesh=mesh)
-    return _flat(solver.params())
+    return _flat(trainable_leaves(solver)[0])
 
 
 def deis_sn_calibration(mesh) -> np.ndarray:

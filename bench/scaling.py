@@ -34,6 +34,7 @@ import optax  # noqa: E402
 
 import jaxsample as js  # noqa: E402
 from _common import environment, time_call, write_json  # noqa: E402
+from jaxsample.distill._fit_solver import trainable_leaves
 from jaxsample.distill import bns  # noqa: E402
 from sampler_overhead import init_mlp, mlp  # noqa: E402
 
@@ -63,10 +64,12 @@ def main(argv=None):
     pairs = {"noise": noise[:args.distill_batch],
              "target": js.sample(model, js.rk4(), js.uniform(model.path, 32), noise[:args.distill_batch])}
 
-    def loss_fn(params, batch, key):
-        return bns.bns_loss(model, bns_init.with_params(params), batch)
+    params0, rebuild = trainable_leaves(bns_init)
 
-    state0 = js.TrainState.create(bns_init.params(), optax.adam(1e-3), seed=0)
+    def loss_fn(params, batch, key):
+        return bns.bns_loss(model, rebuild(params), batch)
+
+    state0 = js.TrainState.create(params0, optax.adam(1e-3), seed=0)
 
     rows, ref = [], {}
     for n in counts:

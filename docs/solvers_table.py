@@ -7,7 +7,8 @@ step and deterministic/stochastic columns are computed from those solver objects
 ``s.order``, ``s.nfe(1)``, ``s.is_stochastic``), so they cannot drift from the code.
 ``tests/test_docs.py`` checks that the committed file equals this script's output and that every
 solver exported by ``jaxsample.solvers`` and ``jaxsample.distill`` has a row.
-To add a solver: add a :class:`Row` to :data:`ROWS` (or fill a pending one) and rerun the script.
+To add a solver: register it (:mod:`jaxsample.solvers.registry`), add a :class:`Row` naming it in
+``registered`` to :data:`ROWS` (or fill a pending one) and rerun the script.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class Row:
         order: overrides the computed order column (e.g. for learned solvers whose order depends on
             their coefficients); ``None`` computes it.
         pending: a method being added; its computed columns are left for the lead to fill.
+        registered: the names of :mod:`jaxsample.solvers.registry` this row covers (``--solver NAME``);
+            every registered name is in exactly one row.
     """
 
     name: str
@@ -47,6 +50,7 @@ class Row:
     order: Optional[str] = None
     pending: bool = False
     notes: str = field(default="")
+    registered: tuple = ()
 
 
 KARRAS = "Karras et al. 2022, arXiv 2206.00364"
@@ -57,62 +61,84 @@ BNS = "Shaul et al. 2024, arXiv 2403.01329"
 
 ROWS = [
     Row("Euler", "euler(space='t')", ("euler()",), "velocity (`space='edm'`: eps)",
-        reference=f"classical; `space='edm'`: {KARRAS}"),
+        reference=f"classical; `space='edm'`: {KARRAS}",
+        registered=("euler",)),
     Row("Heun", "heun(space='t')", ("heun()",), "velocity (`space='edm'`: eps)",
-        reference=f"classical; `space='edm'` is EDM's deterministic sampler, {KARRAS}"),
+        reference=f"classical; `space='edm'` is EDM's deterministic sampler, {KARRAS}",
+        registered=("heun", "heun_edm")),
     Row("explicit midpoint", "midpoint(space='t')", ("midpoint()",), "velocity (`space='edm'`: eps)",
-        reference="classical"),
+        reference="classical",
+        registered=("midpoint",)),
     Row("Kutta's third order", "kutta3(space='t')", ("kutta3()",), "velocity (`space='edm'`: eps)",
-        reference="classical"),
+        reference="classical",
+        registered=("kutta3",)),
     Row("classical Runge-Kutta", "rk4(space='t')", ("rk4()",), "velocity (`space='edm'`: eps)",
-        reference="classical"),
-    Row("DDIM", "ddim()", ("ddim()",), "x0", reference="Song et al. 2021, arXiv 2010.02502"),
+        reference="classical",
+        registered=("rk4",)),
+    Row("DDIM", "ddim()", ("ddim()",), "x0", reference="Song et al. 2021, arXiv 2010.02502",
+        registered=("ddim",)),
     Row("DPM-Solver-1/2/3 (singlestep)", "dpm_solver(order=3)",
-        ("dpm_solver(1)", "dpm_solver(2)", "dpm_solver(3)"), "eps", reference=LU),
-    Row("DPM-Solver++(2S)", "dpm_solver_pp_2s(r1=0.5)", ("dpm_solver_pp_2s()",), "x0", reference=LU_PP),
-    Row("DPM-Solver++(2M)", "dpm_solver_pp_2m()", ("dpm_solver_pp_2m()",), "x0", reference=LU_PP),
-    Row("DPM-Solver++(3M)", "dpm_solver_pp_3m()", ("dpm_solver_pp_3m()",), "x0", reference=LU_PP),
+        ("dpm_solver(1)", "dpm_solver(2)", "dpm_solver(3)"), "eps", reference=LU,
+        registered=("dpm_solver_1", "dpm_solver_2", "dpm_solver_3", "dpm_solver")),
+    Row("DPM-Solver++(2S)", "dpm_solver_pp_2s(r1=0.5)", ("dpm_solver_pp_2s()",), "x0", reference=LU_PP,
+        registered=("dpm_solver_pp_2s",)),
+    Row("DPM-Solver++(2M)", "dpm_solver_pp_2m()", ("dpm_solver_pp_2m()",), "x0", reference=LU_PP,
+        registered=("dpm_solver_pp_2m",)),
+    Row("DPM-Solver++(3M)", "dpm_solver_pp_3m()", ("dpm_solver_pp_3m()",), "x0", reference=LU_PP,
+        registered=("dpm_solver_pp_3m",)),
     Row("UniPC (UniP-p + UniC, bh1/bh2)", "unipc(order=2, variant='bh2')", ("unipc(1)", "unipc(2)", "unipc(3)"),
         "x0", reference="Zhao et al. 2023, arXiv 2302.04867",
-        notes="the corrector reuses the next step's model call, so order p + 1 at one call a step"),
+        notes="the corrector reuses the next step's model call, so order p + 1 at one call a step",
+        registered=("unipc_bh1_2", "unipc_bh2_2", "unipc_bh1_3", "unipc_bh2_3", "unipc")),
     Row("DEIS (tAB / rhoAB / log-rho AB)", "deis(order=3, kind='tab')",
-        ("deis(1)", "deis(2)", "deis(3)", "deis(4)"), "eps", reference=DEIS),
+        ("deis(1)", "deis(2)", "deis(3)", "deis(4)"), "eps", reference=DEIS,
+        registered=("deis_tab_1", "deis_tab_2", "deis_tab_3", "deis_rhoab_3", "deis")),
     Row("iPNDM", "ipndm(order=4)", ("ipndm(1)", "ipndm(2)", "ipndm(3)", "ipndm(4)"), "eps",
         reference=f"{DEIS}; Zhou et al. 2024 (AMED), arXiv 2312.00094",
-        notes="nominal order on grids uniform in sigma/alpha; lower on others"),
+        notes="nominal order on grids uniform in sigma/alpha; lower on others",
+        registered=("ipndm",)),
     Row("Euler-Maruyama (reverse SDE)", "euler_maruyama()", ("euler_maruyama()",), "x0 and eps",
-        reference="Song et al. 2021, arXiv 2011.13456", notes="weak order"),
+        reference="Song et al. 2021, arXiv 2011.13456", notes="weak order",
+        registered=("euler_maruyama",)),
     Row("DDPM ancestral / DDIM-eta", "ddpm_ancestral(eta=1.0)", ("ddpm_ancestral()",), "x0",
         reference="Ho et al. 2020, arXiv 2006.11239; Song et al. 2021, arXiv 2010.02502",
-        notes="weak order; `eta=0` is DDIM"),
+        notes="weak order; `eta=0` is DDIM",
+        registered=("ddpm_ancestral",)),
     Row("EDM stochastic Heun (churn)", "edm_stochastic_heun(s_churn=0.0, s_min, s_max, s_noise)",
         ("edm_stochastic_heun()",), "x0 and eps", reference=KARRAS,
-        notes="weak order; one call on a final step to sigma = 0"),
+        notes="weak order; one call on a final step to sigma = 0",
+        registered=("edm_stochastic_heun",)),
     Row("DPM-Solver++(2M) SDE", "dpm_solver_pp_2m_sde(eta=1.0, solver_type='midpoint')",
         ("dpm_solver_pp_2m_sde(eta=1.0)", "dpm_solver_pp_2m_sde(eta=0.0)"), "x0", reference=LU_PP,
-        notes="weak order 1 with `eta=1`; `eta=0` is deterministic DPM-Solver++(2M)"),
+        notes="weak order 1 with `eta=1`; `eta=0` is deterministic DPM-Solver++(2M)",
+        registered=("dpm_solver_pp_2m_sde",)),
     Row("non-stationary (NS) solver", "NonStationary(times, a, b, field) / embed(solver, path, ts)",
         ("embed(euler(), RectifiedFlow(), uniform(RectifiedFlow(), 2))",), "velocity, x0 or eps (`field`)",
         reference=BNS, order="that of the embedded solver",
         notes="`embed` gives the exact NS coefficients of any deterministic linear solver"),
-    Row("Bespoke Non-Stationary (BNS)", "distill.bns.distill(model, train, val, init) / BespokeNonStationary.load(f)",
-        ("bns.BespokeNonStationary.from_solver(euler(), RectifiedFlow(), uniform(RectifiedFlow(), 2))",),
+    Row("Bespoke Non-Stationary (BNS)", "distill.bns.distill(model, train, val, init) / load_solver(f)",
+        ("BespokeNonStationary.from_solver(euler(), RectifiedFlow(), uniform(RectifiedFlow(), 2))",),
         "velocity, x0 or eps (`field`)", learned="times and coefficients, n (n + 5) / 2 parameters",
-        reference=BNS, order="- (learned)", notes="sample with `ts = solver.times`; shipped ones in `jaxsample/assets/bns`"),
+        reference=BNS, order="- (learned)", notes="sample with `ts = solver.times`; shipped ones in `jaxsample/assets/bns`",
+        registered=("bns",)),
     Row("DEIS-SN (score-normalised DEIS)", "deis_sn(stats, order=3, kind='tab')",
         ("deis_sn(ScoreNormStats.constant(), 1)", "deis_sn(ScoreNormStats.constant(), 2)",
          "deis_sn(ScoreNormStats.constant(), 3)"), "eps",
         learned="calibrated r(t) = mean abs(eps) (`distill.deis_sn.calibrate`)", reference="Xia et al. 2023, arXiv 2311.00157",
-        notes="constant r is exactly DEIS; shipped statistics in `jaxsample/assets/deis_sn`"),
+        notes="constant r is exactly DEIS; shipped statistics in `jaxsample/assets/deis_sn`",
+        registered=("deis_sn",)),
     Row("DPM-Solver-SN (score-normalised DPM-Solver)", "dpm_solver_sn(stats, order=3) / score_normalise(solver, stats)",
         ("dpm_solver_sn(ScoreNormStats.constant(), 1)", "dpm_solver_sn(ScoreNormStats.constant(), 2)",
          "dpm_solver_sn(ScoreNormStats.constant(), 3)"), "eps",
         learned="calibrated r(t), as DEIS-SN", reference=f"Xia et al. 2023, arXiv 2311.00157; {LU}",
-        notes="`score_normalise` wraps DEIS, DPM-Solver and DDIM"),
-    Row("AdaSDE", "distill.adasde.distill(...) / AdaSDE.load(f); AdaSDE.dpm_solver_2(n)",
-        ("AdaSDE.dpm_solver_2(4)",), "x0 and eps", learned="per-step gamma, r, a, c (4 n parameters)",
+        notes="`score_normalise` wraps DEIS, DPM-Solver and DDIM",
+        registered=("dpm_solver_sn",)),
+    Row("AdaSDE", "distill.adasde.distill(...) -> LearnedAdaSDE / load_solver(f); AdaSDE.dpm_solver_2(n)",
+        ("AdaSDE.dpm_solver_2(4)", "LearnedAdaSDE(jnp.zeros(4), jnp.zeros(4), jnp.zeros(4), jnp.zeros(4), num_steps=4)"),
+        "x0 and eps", learned="per-step gamma, r, a, c (4 n parameters, stored unconstrained)",
         reference="Wang et al. 2025, arXiv 2510.23285",
-        notes="gamma = 0, r = 1/2, a = c = 1 is DPM-Solver-2; `afs=True`: analytic first step, 2 n - 1 calls"),
+        notes="gamma = 0, r = 1/2, a = c = 1 is DPM-Solver-2; `afs=True`: analytic first step, 2 n - 1 calls",
+        registered=("adasde",)),
     Row("learned noise on any solver (AdaSDE plug-in)", "noise_injected(base, gamma)",
         ("noise_injected(euler(), jnp.zeros(4))", "noise_injected(heun(), jnp.zeros(4))"), "that of `base`",
         learned="per-step gamma", reference="Wang et al. 2025, arXiv 2510.23285",
@@ -128,21 +154,13 @@ ROWS = [
         reference="Shao et al. 2023, arXiv 2305.10769", notes="the student is a `Model`: any solver runs it"),
 ]
 
-#: Public callables of ``jaxsample.solvers`` that are not solver constructors.
-NOT_SOLVERS = ("as_diffrax", "probability_flow_term", "per_sample_normal", "deis_coefficients", "step_orders",
-               "effective_order", "parameter_count", "inject_noise")
-
-
 def namespace() -> dict:
     """Names the example expressions may use: every export of ``jaxsample.solvers``, paths and grids."""
     import jaxsample.solvers as solvers
     from jaxsample import grids, paths
-    from jaxsample.distill import bns
-
     ns = {name: getattr(solvers, name) for name in solvers.__all__}
     ns.update({name: getattr(paths, name) for name in paths.__all__})
     ns.update({name: getattr(grids, name) for name in grids.__all__})
-    ns["bns"] = bns
     ns["jnp"] = __import__("jax.numpy", fromlist=["numpy"])
     return ns
 
@@ -170,7 +188,8 @@ def computed(row: Row, ns: Optional[dict] = None) -> dict:
 HEADER = """# Solvers
 
 Every solver in jaxsample, in one table. Build one with its constructor (all are exported by
-`jaxsample.solvers`, and the classical ones by `jaxsample` itself) and run it with
+`jaxsample.solvers`, and the classical ones by `jaxsample` itself), or by its registered name
+(`jaxsample.solvers.registry.get(NAME).make()`, `jaxsample sample --solver NAME`), and run it with
 `jaxsample.sample(model, solver, ts, noise, key=...)`; learned solvers own their times
 (`ts = solver.times`). The class, order, model calls per step and deterministic/stochastic columns
 are computed from the code by `docs/solvers_table.py`, which writes this file
@@ -201,14 +220,16 @@ def _cell(text: str) -> str:
 
 def render() -> str:
     ns = namespace()
-    lines = ["| method | constructor | class | order | calls / step | kind | learned | model output | reference | notes |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | `--solver` names | constructor | class | order | calls / step | kind | learned | model output "
+             "| reference | notes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in ROWS:
         c = computed(row, ns)
         constructor = row.constructor if row.pending else f"`{row.constructor}`"
         if len(row.examples) > 1:
             constructor += "; " + ", ".join(f"`{e}`" for e in row.examples)
-        cells = [row.name, constructor, c["class"], c["order"], c["nfe"], c["kind"], row.learned, row.output,
+        names = ", ".join(f"`{n}`" for n in row.registered) or "-"
+        cells = [row.name, names, constructor, c["class"], c["order"], c["nfe"], c["kind"], row.learned, row.output,
                  row.reference, row.notes]
         lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
     return HEADER + "\n".join(lines) + "\n" + FOOTER

@@ -39,37 +39,20 @@ def edm_interval(path: AbstractPath, sigma_min: float = 0.002, sigma_max: float 
 
 
 def baseline_suite(path: AbstractPath, *, stochastic: bool = False, grids=None) -> dict:
-    """Every classical solver, each with the grids to try: name -> (solver, grids).
+    """Every classical solver of the registry's baseline set, each with the grids to try:
+    name -> (solver, grids).
 
     Deterministic by default; ``stochastic=True`` adds the SDE samplers (whose samples are not
     meant to match the ODE's, so they are scored by log-likelihood, not PSNR).
     """
-    from jaxsample import solvers as S
     from jaxsample.paths import RectifiedFlow
-    from jaxsample.solvers import exponential as E
-    from jaxsample.solvers import stochastic as St
+    from jaxsample.solvers import registry
 
+    flow = isinstance(path, RectifiedFlow)
     if grids is None:
-        grids = ["uniform", "quadratic", "logsnr", "edm"] if isinstance(path, RectifiedFlow) else \
-            ["quadratic", "logsnr", "edm"]
-    suite = {name: getattr(S, name)() for name in ("euler", "heun", "midpoint", "kutta3", "rk4")}
-    if not isinstance(path, RectifiedFlow):
-        suite["heun_edm"] = S.heun("edm")
-    suite.update({
-        "ddim": E.ddim(),
-        "dpm_solver_1": E.dpm_solver(1), "dpm_solver_2": E.dpm_solver(2), "dpm_solver_3": E.dpm_solver(3),
-        "dpm_solver_pp_2s": E.dpm_solver_pp_2s(), "dpm_solver_pp_2m": E.dpm_solver_pp_2m(),
-        "dpm_solver_pp_3m": E.dpm_solver_pp_3m(),
-        "unipc_bh1_2": E.unipc(2, "bh1"), "unipc_bh2_2": E.unipc(2, "bh2"),
-        "unipc_bh1_3": E.unipc(3, "bh1"), "unipc_bh2_3": E.unipc(3, "bh2"),
-        "deis_tab_1": E.deis(1), "deis_tab_2": E.deis(2), "deis_tab_3": E.deis(3),
-        "deis_rhoab_3": E.deis(3, "rhoab"), "ipndm": E.ipndm(),
-    })
-    if stochastic:
-        suite.update({"euler_maruyama": St.euler_maruyama(), "ddpm_ancestral": St.ddpm_ancestral(1.0),
-                      "edm_stochastic_heun": St.edm_stochastic_heun(s_churn=40.0, s_min=0.05, s_max=50.0,
-                                                                    s_noise=1.003),
-                      "dpm_solver_pp_2m_sde": St.dpm_solver_pp_2m_sde(1.0)})
+        grids = ["uniform", "quadratic", "logsnr", "edm"] if flow else ["quadratic", "logsnr", "edm"]
+    chosen = registry.entries(baseline=True, learned=False, **({} if stochastic else {"stochastic": False}))
+    suite = {e.name: e.make() for e in chosen if e.on_flow or not flow}
     return {name: (solver, grids) for name, solver in suite.items()}
 
 

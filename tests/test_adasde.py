@@ -1,5 +1,6 @@
 """AdaSDE: the step against DPM-Solver-2, the plug-in form, the noise injection, distillation."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,7 +44,7 @@ def test_dpm_solver_2_in_float32(gmm):
 
 @pytest.mark.parametrize("name", ["euler", "heun", "dpm_solver_2", "ipndm"])
 def test_plug_in_with_gamma_zero_is_the_base_solver(gmm, name):
-    base = adasde._plugin_bases()[name]
+    base = js.solvers.registry.get(name).make()
     model = gmm.model(js.VPCosine(), "eps")
     steps = 4
     ts = _grid(model.path, steps)
@@ -125,21 +126,27 @@ def test_bad_input_is_rejected(gmm):
 
 
 def test_save_and_load_round_trip(tmp_path):
+    """Concrete and learned AdaSDE solvers, the plug-in form included, go through the one file format."""
     solver = AdaSDE.create([0.0, 0.01], [0.4, 0.6], [1.1, 0.9], [1.0, 1.02], times=[0.9, 0.5, 0.1], afs=True)
     f = str(tmp_path / "adasde.npz")
-    adasde.save_solver(f, solver, nfe=3)
-    back = adasde.load_solver(f)
+    js.save_solver(f, solver, nfe=3)
+    back = js.load_solver(f)
     assert isinstance(back, AdaSDE) and back.afs
-    for k in ("gamma", "r", "a", "c", "times"):
-        np.testing.assert_array_equal(getattr(back, k), getattr(solver, k))
-    assert adasde.metadata(f)["nfe"] == 3
-    plug = noise_injected(js.ipndm(), [0.0, 0.01], times=[0.9, 0.5, 0.1])
-    adasde.save_solver(str(tmp_path / "plug.npz"), plug)
-    back = adasde.load_solver(str(tmp_path / "plug.npz"))
-    assert isinstance(back.base, type(js.ipndm()))
+    chex.assert_trees_all_equal(back, solver)
+    assert js.solvers.read_header(f)["metadata"]["nfe"] == 3
+    spec = adasde.Parameterisation(2, base=js.ipndm())
+    plug = spec.solver({"gamma": jnp.asarray([0.3, -1.2])}, times=[0.9, 0.5, 0.1])
+    js.save_solver(str(tmp_path / "plug.npz"), plug)
+    back = js.load_solver(str(tmp_path / "plug.npz"))
+    assert isinstance(back, js.solvers.LearnedAdaSDE) and isinstance(back.base, type(js.ipndm()))
+    np.testing.assert_array_equal(back.gamma_raw, plug.gamma_raw)  # stored unconstrained
     np.testing.assert_array_equal(back.gamma, plug.gamma)
+    learned = adasde.Parameterisation(2, afs=True).solver(adasde.Parameterisation(2, afs=True).init_params(),
+                                                          times=[0.9, 0.5, 0.1])
+    js.save_solver(str(tmp_path / "learned.npz"), learned)
+    chex.assert_trees_all_equal(js.load_solver(str(tmp_path / "learned.npz")), learned)
     with pytest.raises(ValueError, match="does not exist"):
-        adasde.load_solver(str(tmp_path / "missing.npz"))
+        js.load_solver(str(tmp_path / "missing.npz"))
 
 
 @pytest.fixture(scope="module")

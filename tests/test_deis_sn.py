@@ -9,10 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxsample as js
 from jaxsample import grids, models, paths, sample, train
 from jaxsample.distill import deis_sn as cal
 from jaxsample.sampling import reference_sample
-from jaxsample.solvers import exponential as E
+from jaxsample import solvers as E
+from jaxsample.solvers.deis import deis_coefficients
 from jaxsample.solvers.score_norm import ScoreNormStats, deis_sn, dpm_solver_sn, score_normalise
 
 
@@ -36,8 +38,8 @@ def test_constant_r_reduces_exactly_to_deis_and_dpm_solver(x64):
     r = float(stats.values[0])
     ts = grids.logsnr_uniform(model.path, 6)
     for kind in ("tab", "rhoab"):
-        c = E.deis_coefficients(model.path, ts, 3, kind)  # each row holds the orders of its warm-up
-        c_sn = E.deis_coefficients(model.path, ts, 3, kind, weight=stats)
+        c = deis_coefficients(model.path, ts, 3, kind)  # each row holds the orders of its warm-up
+        c_sn = deis_coefficients(model.path, ts, 3, kind, weight=stats)
         np.testing.assert_allclose(np.asarray(c_sn), r * np.asarray(c), rtol=1e-12, atol=1e-14)
     ts = grids.power(model.path, 6)
     pairs = [(E.deis(o, k, num_quadrature=32), deis_sn(stats, o, k, num_quadrature=32))
@@ -82,7 +84,7 @@ def test_sn_coefficients_match_authors_riemann_sum(x64, order):
     path = paths.VPLinear()
     ts = grids.power(path, 8)
     stats = _smooth_stats(path)
-    ours = np.asarray(E.deis_coefficients(path, ts, order, "tab", num_quadrature=64, weight=stats))
+    ours = np.asarray(deis_coefficients(path, ts, order, "tab", num_quadrature=64, weight=stats))
     r = lambda t: np.interp(t, np.asarray(stats.times), np.asarray(stats.values))  # noqa: E731
     r1 = _authors_sn_coefficients(path, ts, order, r, 10_000)
     scale = np.max(np.abs(r1), axis=1, keepdims=True)
@@ -91,7 +93,7 @@ def test_sn_coefficients_match_authors_riemann_sum(x64, order):
     gap2 = np.max(np.abs(ours - _authors_sn_coefficients(path, ts, order, r, 20_000)) / scale)
     assert 0.4 < gap2 / gap1 < 0.6, (gap1, gap2)
     # and r really matters: plain DEIS coefficients are far from these
-    plain = np.asarray(E.deis_coefficients(path, ts, order, "tab"))
+    plain = np.asarray(deis_coefficients(path, ts, order, "tab"))
     assert np.max(np.abs(plain - ours) / scale) > 0.1
 
 
@@ -163,12 +165,13 @@ def test_calibration_is_the_trajectory_statistic_on_any_device_count():
 def test_save_load_round_trip(tmp_path):
     stats = ScoreNormStats.from_measurements([0.9, 0.1, 0.5, 0.3], [0.8, 0.2, 0.6, 0.4], num_clamped=1)
     filename = str(tmp_path / "r.npz")
-    cal.save_stats(stats, filename, teacher="gmm", num_steps=4)
-    back = cal.load_stats(filename)
+    js.save_solver(filename, stats, path=paths.VPCosine(), teacher="gmm", num_steps=4)
+    back = js.load_solver(filename, expect=ScoreNormStats)
     np.testing.assert_array_equal(np.asarray(back.times), np.asarray(stats.times))
     np.testing.assert_array_equal(np.asarray(back.values), np.asarray(stats.values))
     assert back.num_clamped == 1 and np.asarray(back.values)[0] == np.float32(0.4)
-    assert ScoreNormStats.metadata(filename) == {"num_clamped": 1, "teacher": "gmm", "num_steps": 4}
+    header = js.solvers.read_header(filename)
+    assert (header["teacher"], header["path"], header["metadata"]) == ("gmm", "VPCosine()", {"num_steps": 4})
     assert float(back(0.2)) == pytest.approx(0.4) and float(back(0.7)) == pytest.approx(0.7)
 
 
@@ -201,9 +204,9 @@ def test_bad_inputs_raise_value_error_naming_the_argument(tmp_path):
         ("num_steps", lambda: cal.calibrate(model, (3,), num_steps=1)),
         ("num_clamped", lambda: cal.calibrate(model, (3,), num_steps=10, num_clamped=10)),
         ("solver", lambda: cal.calibrate(model, (3,), solver=E.deis)),
-        ("filename", lambda: cal.load_stats(str(tmp_path / "missing.npz"))),
-        ("filename", lambda: cal.save_stats(stats, str(tmp_path / "no" / "dir.npz"))),
-        ("stats", lambda: cal.save_stats({"times": 1}, str(tmp_path / "x.npz"))),
+        ("filename", lambda: js.load_solver(str(tmp_path / "missing.npz"))),
+        ("filename", lambda: js.save_solver(str(tmp_path / "no" / "dir.npz"), stats)),
+        ("solver", lambda: js.save_solver(str(tmp_path / "x.npz"), {"times": 1})),
     ]
     for name, fn in cases:
         with pytest.raises(ValueError, match=name):
@@ -213,10 +216,11 @@ def test_bad_inputs_raise_value_error_naming_the_argument(tmp_path):
 def test_shipped_statistics_load():
     """The statistics calibrated by experiments/deis_sn ship in jaxsample/assets/deis_sn: 1000 times,
     5 clamped, r -> sqrt(2/pi) at high noise and smaller near the data."""
-    import importlib.resources
+    from jaxsample._assets import asset_path
 
     for name in ("gmm_vp_cosine", "digits_vp"):
-        stats = ScoreNormStats.load(str(importlib.resources.files("jaxsample") / "assets" / "deis_sn" / f"{name}.npz"))
+        stats = js.load_solver(str(asset_path("deis_sn", f"{name}.npz")),
+                               expect=ScoreNormStats, teacher=name)
         v = np.asarray(stats.values)
         assert stats.times.shape == (1000,) and stats.num_clamped == 5
         assert abs(v[-1] - math.sqrt(2 / math.pi)) < 0.01 and v[0] < 0.5 * v[-1]

@@ -57,15 +57,19 @@ def test_every_exported_solver_class_has_a_row(rows):
     assert not missing, f"solver classes with no row in docs/solvers_table.py ROWS: {missing}"
 
 
-def test_every_exported_constructor_has_a_row():
-    shown = " ".join(row.constructor + " " + " ".join(row.examples) for row in table.ROWS)
-    called = set(re.findall(r"\b([a-z_][a-z0-9_]*)\(", shown))
-    public = set(solvers.__all__) | {n for n in jaxsample.__all__ if getattr(jaxsample, n, None) is
-                                     getattr(solvers, n, object())}
-    functions = {n for n in public if inspect.isfunction(getattr(solvers, n, None))}
-    missing = sorted(functions - called - set(table.NOT_SOLVERS))
-    assert not missing, (f"exported solver functions with no row in docs/solvers_table.py ROWS (or list them in "
-                         f"NOT_SOLVERS if they are not solvers): {missing}")
+def test_every_registered_solver_is_in_exactly_one_row():
+    shown = [name for row in table.ROWS for name in row.registered]
+    assert sorted(shown) == sorted(solvers.registry.names()), \
+        "each name of jaxsample.solvers.registry must be in the `registered` of exactly one row"
+
+
+def test_each_row_shows_the_class_its_registered_names_build(rows):
+    for row, c in rows:
+        classes = {type(s).__name__ for s in c.get("objects", [])}
+        for name in row.registered:
+            entry = solvers.registry.get(name)
+            built = type(entry.make()).__name__ if entry.make is not None else entry.cls
+            assert built in classes, f"{row.name}: {name} builds a {built}, not shown in the row ({classes})"
 
 
 def test_computed_columns_match_the_solvers(rows):

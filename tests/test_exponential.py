@@ -5,16 +5,15 @@ Gaussian mixture (VP linear path, t from 1 to 0.1, quadratic or logSNR grids wit
 96 steps, where the asymptotic regime is reached).
 """
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxsample import grids, models, paths, sample
-from jaxsample.sampling import count_model_calls, reference_sample
-from jaxsample.solvers import as_diffrax, probability_flow_term
-from jaxsample.solvers import exponential as E
+from jaxsample.sampling import reference_sample
+from jaxsample import solvers as E
+from jaxsample.solvers.dpm_solver import effective_order
 
 T0, T1 = 1.0, 0.1
 
@@ -116,39 +115,7 @@ def test_unip2_equals_dpm_solver_pp_2m(x64, problem):
     np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
 
 
-# ------------------------------------------------------------------ diffrax and NFE
-
-ALL = [
-    ("ddim", E.ddim()),
-    ("dpm_solver_3", E.dpm_solver(3)),
-    ("dpm_solver_pp_2s", E.dpm_solver_pp_2s()),
-    ("dpm_solver_pp_3m", E.dpm_solver_pp_3m()),
-    ("unipc_3_bh1", E.unipc(3, "bh1")),
-    ("deis_tab_3", E.deis(3)),
-    ("ipndm_4", E.ipndm(4)),
-]
-
-
-@pytest.mark.parametrize("name,solver", ALL, ids=[a[0] for a in ALL])
-def test_diffrax_equals_sample(name, solver):
-    gmm = models.GaussianMixture.random(jax.random.key(2), dim=4, num_components=2)
-    model = gmm.model(paths.VPCosine(), "v")
-    ts = grids.logsnr_uniform(model.path, 7, t_start=0.95, t_end=0.05)
-    noise = jax.random.normal(jax.random.key(3), (8, 4))
-    x = sample(model, solver, ts, noise)
-    y0 = model.path.prior_scale(ts[0]) * noise
-    sol = diffrax.diffeqsolve(probability_flow_term(model), as_diffrax(solver, ts), t0=ts[0], t1=ts[-1],
-                              dt0=None, y0=y0, args={}, stepsize_controller=diffrax.StepTo(ts))
-    np.testing.assert_allclose(sol.ys[-1], x, rtol=1e-6, atol=1e-6)
-
-
-@pytest.mark.parametrize("name,solver", ALL, ids=[a[0] for a in ALL])
-def test_nfe_counts_real_model_calls(name, solver):
-    gmm = models.GaussianMixture.random(jax.random.key(2), dim=4, num_components=2)
-    model = gmm.model(paths.VPLinear(), "eps")
-    for n in ((1, 5) if isinstance(solver, E.UniPC) else (5,)):
-        ts = grids.logsnr_uniform(model.path, n)
-        assert count_model_calls(model, solver, ts, jnp.ones((2, 4))) == solver.nfe(n)
+# Diffrax equivalence and NFE counts of every registered solver: tests/test_registry.py.
 
 
 # ------------------------------------------------------------------ every path and prediction
@@ -206,8 +173,8 @@ def test_bad_hyperparameters_raise(make, arg):
 
 
 def test_lower_order_final_rules():
-    steps = lambda q: [int(E.effective_order(3, i, len(q), True, 10)) for i in range(len(q))]  # noqa: E731
+    steps = lambda q: [int(effective_order(3, i, len(q), True, 10)) for i in range(len(q))]  # noqa: E731
     assert steps([0] * 6) == [1, 2, 3, 3, 2, 1]
-    assert [int(E.effective_order(3, i, 12, True, 10)) for i in range(12)] == [1, 2] + [3] * 10
-    assert [int(E.effective_order(2, i, 12, True, None)) for i in range(12)] == [1] + [2] * 10 + [1]
-    assert [int(E.effective_order(3, i, 4, False, None)) for i in range(4)] == [1, 2, 3, 3]
+    assert [int(effective_order(3, i, 12, True, 10)) for i in range(12)] == [1, 2] + [3] * 10
+    assert [int(effective_order(2, i, 12, True, None)) for i in range(12)] == [1] + [2] * 10 + [1]
+    assert [int(effective_order(3, i, 4, False, None)) for i in range(4)] == [1, 2, 3, 3]

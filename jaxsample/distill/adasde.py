@@ -39,9 +39,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 import time
 from typing import Mapping, Optional
 
@@ -52,22 +50,12 @@ import numpy as np
 from jaxsample.models import Model
 from jaxsample.paths import AbstractPath
 from jaxsample.sampling import initial_noise, reference_sample, sample
+from jaxsample.distill._fit_solver import fit_solver
 from jaxsample.solvers._base import AbstractSolver
-from jaxsample.solvers.adasde import AdaSDE, NoiseInjected
-from jaxsample.solvers.exponential import dpm_solver
+from jaxsample.solvers.adasde import AdaSDE, LearnedAdaSDE
+from jaxsample.solvers.dpm_solver import dpm_solver
 
-__all__ = ["Parameterisation", "teacher_grid", "make_pairs", "trajectory_loss", "evaluate", "distill",
-           "save_solver", "load_solver", "PLUGIN_BASES"]
-
-
-def _plugin_bases():
-    from jaxsample import solvers as S
-
-    return {"euler": S.euler(), "heun": S.heun(), "dpm_solver_2": S.dpm_solver(2), "ipndm": S.ipndm()}
-
-
-#: Names of the base solvers the plug-in form can be saved with (others work, but are not saved by name).
-PLUGIN_BASES = ("euler", "heun", "dpm_solver_2", "ipndm")
+__all__ = ["Parameterisation", "teacher_grid", "make_pairs", "trajectory_loss", "evaluate", "distill"]
 
 
 def _logit(p):
@@ -139,27 +127,12 @@ class Parameterisation:
             params.update(r=jnp.zeros((n,), dtype), a=jnp.zeros((n,), dtype), c=jnp.zeros((n,), dtype))
         return params
 
-    def gammas(self, params, dtype=jnp.float32):
-        n = self.num_steps
-        if not self.learn_gamma:
-            return jnp.zeros((n,), dtype)
-        g = self.gamma_min + (self.gamma_max - self.gamma_min) * jax.nn.sigmoid(params["gamma"])
-        return g.at[0].set(0.0)  # no injection on the first step (official code)
-
-    def solver(self, params, times=None):
-        """The solver these raw parameters describe."""
-        dtype = jnp.result_type(*jax.tree_util.tree_leaves(params)) if params else jnp.float32
-        gamma = self.gammas(params, dtype)
-        if self.base is not None:
-            return NoiseInjected(self.base, gamma, None if times is None else jnp.asarray(times, dtype))
-        n = self.num_steps
-        if self.learn_steps:
-            r = jax.nn.sigmoid(params["r"])
-            a = 1.0 + min(self.scale_time, 0.99) * jnp.tanh(params["a"] / 2.0)
-            c = 1.0 + min(self.scale_dir, 0.99) * jnp.tanh(params["c"] / 2.0)
-        else:
-            r, a, c = jnp.full((n,), 0.5, dtype), jnp.ones((n,), dtype), jnp.ones((n,), dtype)
-        return AdaSDE(gamma, r, a, c, None if times is None else jnp.asarray(times, dtype), afs=self.afs)
+    def solver(self, params: Mapping, times=None) -> LearnedAdaSDE:
+        """The learned solver with raw parameters ``params`` (as from :meth:`init_params`) on grid ``times``."""
+        return LearnedAdaSDE(params.get("gamma"), params.get("r"), params.get("a"), params.get("c"),
+                             None if times is None else tuple(float(t) for t in np.asarray(times)), self.base,
+                             num_steps=self.num_steps, afs=self.afs, gamma_min=self.gamma_min,
+                             gamma_max=self.gamma_max, scale_time=self.scale_time, scale_dir=self.scale_dir)
 
 
 # ------------------------------------------------------------------------------------------ teacher
@@ -254,19 +227,18 @@ def distill(model: Model, spec: Parameterisation, ts, train_pairs: Mapping, val_
             num_steps: int = 500, batch_size: int = 64, learning_rate: float = 0.2, eval_every: int = 100,
             final_weight: float = 1.0, seed: int = 0, workdir: Optional[str] = None, progress: bool = True,
             mesh=None, init_params: Optional[Mapping] = None):
-    """Distil the per-step parameters with Adam and cosine decay through :func:`jaxsample.train.fit`.
+    """Distil the per-step parameters with the shared recipe (:mod:`jaxsample.distill._fit_solver`:
+    Adam and cosine decay through :func:`jaxsample.train.fit_with_validation`).
 
     Every ``eval_every`` steps the solver is scored on ``val_pairs`` (trajectory loss, fixed student
     noise) and the best iterate is returned. With a ``workdir`` the run checkpoints with orbax at
     each evaluation and resumes exactly where it stopped (``workdir/validation.jsonl`` logs the scores).
 
     Returns:
-        ``(solver, log)``: the best solver (owning ``times = ts``) and a dict with the initial and
-        best validation loss, the validation history, the best step and the wall time.
+        ``(solver, log)``: the best :class:`~jaxsample.solvers.adasde.LearnedAdaSDE` (owning ``times = ts``;
+        save it with :func:`~jaxsample.solvers.save_solver`) and a dict with the initial and best
+        validation loss, the validation history, the best step, the wall time and the raw parameters.
     """
-    from jaxsample import train as trainlib
-    from jaxsample.data import ArrayBatcher
-
     if not isinstance(spec, Parameterisation):
         raise ValueError(f"spec must be an adasde.Parameterisation, got {type(spec).__name__}")
     for name, value in [("num_steps", num_steps), ("batch_size", batch_size), ("eval_every", eval_every)]:
@@ -282,67 +254,15 @@ def distill(model: Model, spec: Parameterisation, ts, train_pairs: Mapping, val_
             raise ValueError(f"{name}['traj'] holds {pairs['traj'].shape[1]} steps, expected {spec.num_steps}")
     t0 = time.perf_counter()
     params0 = spec.init_params() if init_params is None else {k: jnp.asarray(v) for k, v in init_params.items()}
-    tx = trainlib.make_optimizer(learning_rate, decay_steps=num_steps)
-    state = trainlib.TrainState.create(params0, tx, seed=seed, ema_decay=0.0,
-                                       config={"method": "adasde", "num_steps": spec.num_steps})
-    batcher = ArrayBatcher({k: np.asarray(v) for k, v in train_pairs.items()}, batch_size, seed=seed)
-
-    def loss_fn(params, batch, key):
-        return trajectory_loss(model, spec.solver(params), ts, batch, key, final_weight)
-
     val_key = jax.random.key(seed + 1000003)
-
-    def score(params):
-        return evaluate(model, spec.solver(params), ts, val_pairs, key=val_key)["loss"]
-
-    best_params, val = trainlib.fit_with_validation(
-        state, loss_fn, batcher, score, num_steps=num_steps, eval_every=eval_every, key="val_loss",
-        workdir=workdir, mesh=mesh, progress=progress, desc=f"AdaSDE n={spec.num_steps}")
-    solver = spec.solver(best_params, times=ts)
+    solver, val = fit_solver(
+        spec.solver(params0, times=ts), lambda solver, batch, key: trajectory_loss(model, solver, ts, batch, key,
+                                                                                  final_weight),
+        lambda solver: evaluate(model, solver, ts, val_pairs, key=val_key)["loss"], train_pairs,
+        num_steps=num_steps, batch_size=batch_size, learning_rate=learning_rate, eval_every=eval_every, seed=seed,
+        key="val_loss", workdir=workdir, mesh=mesh, progress=progress, desc=f"AdaSDE n={spec.num_steps}",
+        config={"method": "adasde", "num_steps": spec.num_steps})
+    params = {k: getattr(solver, f"{k}_raw") for k in ("gamma", "r", "a", "c") if getattr(solver, f"{k}_raw") is not None}
     log = {"init_val_loss": val["init"], "best_val_loss": val["best"], "best_step": val["best_step"],
-           "validation": val["validation"], "seconds": time.perf_counter() - t0, "params": best_params}
+           "validation": val["validation"], "seconds": time.perf_counter() - t0, "params": params}
     return solver, log
-
-
-# ------------------------------------------------------------------------------------------ files
-
-
-def save_solver(filename: str, solver: AbstractSolver, **metadata) -> None:
-    """Save an :class:`~jaxsample.solvers.adasde.AdaSDE` or a :class:`NoiseInjected` on one of
-    :data:`PLUGIN_BASES` to a small ``.npz`` file."""
-    if isinstance(solver, AdaSDE):
-        solver.save(filename, **metadata)
-        return
-    if not isinstance(solver, NoiseInjected):
-        raise ValueError(f"solver must be an AdaSDE or NoiseInjected, got {type(solver).__name__}")
-    import equinox as eqx
-
-    names = [k for k, b in _plugin_bases().items() if type(b) is type(solver.base) and eqx.tree_equal(b, solver.base)]
-    if not names:
-        raise ValueError(f"solver.base must be one of {PLUGIN_BASES} (with default settings) to be saved")
-    meta = {"kind": "noise_injected", "base": names[0], **metadata}
-    arrays = {"gamma": np.asarray(solver.gamma)}
-    if solver.times is not None:
-        arrays["times"] = np.asarray(solver.times)
-    with open(filename, "wb") as f:
-        np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
-
-
-def load_solver(filename: str) -> AbstractSolver:
-    """Read a solver written by :func:`save_solver` (or :meth:`AdaSDE.save`)."""
-    if not os.path.exists(filename):
-        raise ValueError(f"filename {filename!r} does not exist")
-    with np.load(filename) as z:
-        meta = json.loads(z["meta"].tobytes().decode())
-        if meta.get("kind") == "adasde":
-            return AdaSDE.load(filename)
-        if meta.get("kind") != "noise_injected":
-            raise ValueError(f"filename {filename!r} holds no AdaSDE solver (kind {meta.get('kind')!r})")
-        times = jnp.asarray(z["times"]) if "times" in z else None
-        return NoiseInjected(_plugin_bases()[meta["base"]], jnp.asarray(z["gamma"]), times)
-
-
-def metadata(filename: str) -> dict:
-    """The JSON metadata stored with a saved solver."""
-    with np.load(filename) as z:
-        return json.loads(z["meta"].tobytes().decode())

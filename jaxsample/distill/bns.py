@@ -17,139 +17,37 @@ Example:
     >>> model = gmm.model(js.RectifiedFlow(), "velocity")
     >>> train = bns.make_pairs(model, 64, (4,), seed=0)
     >>> val = bns.make_pairs(model, 64, (4,), seed=1)
-    >>> init = bns.BespokeNonStationary.from_solver(js.euler(), model.path, js.uniform(model.path, 4))
+    >>> init = js.BespokeNonStationary.from_solver(js.euler(), model.path, js.uniform(model.path, 4))
     >>> solver, log = bns.distill(model, train, val, init, num_steps=40, eval_every=20,
     ...                           batch_size=32, learning_rate=1e-2, progress=False)
     >>> log["best_val_psnr_db"] > log["init_val_psnr_db"]
     True
     >>> x = js.sample(model, solver, solver.times, val["noise"])   # used like any other solver
+
+The solver class, :class:`~jaxsample.solvers.BespokeNonStationary`, lives with the other NS solvers
+in :mod:`jaxsample.solvers.nonstationary`; it is saved and loaded by
+:func:`~jaxsample.solvers.save_solver` and :func:`~jaxsample.solvers.load_solver`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Mapping, Optional
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxsample import parallel
-from jaxsample.models import Model, check_prediction
-from jaxsample.paths import AbstractPath
+from jaxsample.models import Model
 from jaxsample.sampling import initial_noise, reference_sample, sample
+from jaxsample.distill._fit_solver import fit_solver
 from jaxsample.solvers._base import AbstractSolver
-from jaxsample.solvers.nonstationary import NonStationary, embed, parameter_count
+from jaxsample.solvers._io import load_solver
+from jaxsample.solvers.nonstationary import BespokeNonStationary
 
 __all__ = ["BespokeNonStationary", "make_pairs", "distill", "bns_loss", "evaluate_psnr", "shipped"]
-
-_MIN_INCREMENT = 1e-6
-
-
-class BespokeNonStationary(AbstractSolver):
-    """A learned NS solver: ``time_logits`` (n,), ``a`` (n,), ``b`` (n, n) (lower triangle used).
-
-    The times run from ``t_start`` to ``t_end``: ``t_0 = t_start`` and
-    ``t_{i+1} = t_start + (t_end - t_start) * sum_{k <= i} softmax(time_logits)_k``, so
-    ``t_n = t_end`` and the times are strictly monotone. Sample with
-    ``sample(model, solver, solver.times, noise)``.
-    """
-
-    time_logits: jax.Array
-    a: jax.Array
-    b: jax.Array
-    t_start: float = eqx.field(static=True)
-    t_end: float = eqx.field(static=True)
-    field: str = eqx.field(static=True, default="velocity")
-
-    strict_grid = False
-
-    def __check_init__(self):
-        check_prediction(self.field, "field")
-        if not self.t_start > self.t_end:
-            raise ValueError(f"t_start must be greater than t_end, got {self.t_start} and {self.t_end}")
-
-    # -- construction -------------------------------------------------------------------
-    @classmethod
-    def from_ns(cls, ns: NonStationary, t_start=None, t_end=None) -> "BespokeNonStationary":
-        """Parameters that reproduce an NS solver (its times must be non-increasing)."""
-        times = np.asarray(ns.times, np.float64)
-        t_start = float(times[0]) if t_start is None else float(t_start)
-        t_end = float(times[-1]) if t_end is None else float(t_end)
-        frac = np.diff((times - t_start) / (t_end - t_start))
-        if np.any(frac < -1e-9):
-            raise ValueError("the NS solver's times must run monotonically from t_start to t_end")
-        logits = np.log(np.maximum(frac, _MIN_INCREMENT))
-        dtype = ns.a.dtype
-        return cls(jnp.asarray(logits, dtype), ns.a, jnp.tril(ns.b), t_start, t_end, ns.field)
-
-    @classmethod
-    def from_solver(cls, solver: AbstractSolver, path: AbstractPath, ts, field: str = "velocity",
-                    ns_path: Optional[AbstractPath] = None):
-        """Initialise from the exact embedding of a classical solver on grid ``ts`` (run on
-        ``path``; with ``ns_path``, expressed on that path: see :func:`~jaxsample.embed`)."""
-        return cls.from_ns(embed(solver, path, ts, field=field, ns_path=ns_path))
-
-    # -- the solver ---------------------------------------------------------------------
-    @property
-    def num_steps(self) -> int:
-        return self.a.shape[0]
-
-    @property
-    def num_parameters(self) -> int:
-        return parameter_count(self.num_steps)
-
-    @property
-    def times(self):
-        frac = jnp.cumsum(jax.nn.softmax(self.time_logits))
-        ts = self.t_start + (self.t_end - self.t_start) * jnp.concatenate([jnp.zeros(1, frac.dtype), frac])
-        return ts.at[-1].set(self.t_end)
-
-    def as_ns(self) -> NonStationary:
-        return NonStationary(self.times, self.a, jnp.tril(self.b), self.field)
-
-    @property
-    def order(self) -> int:
-        return 1
-
-    def init(self, model, ts, x, cond):
-        return self.as_ns().init(model, ts, x, cond)
-
-    def step(self, model, ts, i, state, cond, key):
-        return self.as_ns().step(model, ts, i, state, cond, key)
-
-    # -- persistence --------------------------------------------------------------------
-    def params(self) -> dict:
-        return {"time_logits": self.time_logits, "a": self.a, "b": self.b}
-
-    def with_params(self, params: Mapping) -> "BespokeNonStationary":
-        return eqx.tree_at(lambda s: (s.time_logits, s.a, s.b), self,
-                           (params["time_logits"], params["a"], params["b"]))
-
-    def save(self, filename: str, **metadata) -> None:
-        """Write the solver to a small ``.npz`` file (arrays plus JSON metadata)."""
-        meta = {"t_start": self.t_start, "t_end": self.t_end, "field": self.field, **metadata}
-        with open(filename, "wb") as f:
-            np.savez(f, time_logits=np.asarray(self.time_logits), a=np.asarray(self.a), b=np.asarray(self.b),
-                     meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
-
-    @classmethod
-    def load(cls, filename: str) -> "BespokeNonStationary":
-        if not os.path.exists(filename):
-            raise ValueError(f"filename {filename!r} does not exist")
-        with np.load(filename) as z:
-            meta = json.loads(z["meta"].tobytes().decode())
-            return cls(jnp.asarray(z["time_logits"]), jnp.asarray(z["a"]), jnp.asarray(z["b"]),
-                       float(meta["t_start"]), float(meta["t_end"]), meta["field"])
-
-    @staticmethod
-    def metadata(filename: str) -> dict:
-        with np.load(filename) as z:
-            return json.loads(z["meta"].tobytes().decode())
-
 
 def shipped(name: str, nfes=None) -> dict:
     """The BNS solvers shipped in ``jaxsample/assets/bns`` for a teacher or benchmark ``name``
@@ -163,13 +61,15 @@ def shipped(name: str, nfes=None) -> dict:
         >>> bns.shipped("digits_vp", nfes=[8])[8].num_parameters
         52
     """
-    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "bns")
+    from jaxsample._assets import ASSETS_DIR
+
+    folder = os.path.join(ASSETS_DIR, "bns")
     prefix = f"{name}_nfe"
     found = {}
     for f in os.listdir(folder) if os.path.isdir(folder) else []:
         if f.startswith(prefix) and f.endswith(".npz") and f[len(prefix):-4].isdigit():
             found[int(f[len(prefix):-4])] = os.path.join(folder, f)
-    return {n: BespokeNonStationary.load(found[n]) for n in sorted(found) if nfes is None or n in nfes}
+    return {n: load_solver(found[n], expect=BespokeNonStationary) for n in sorted(found) if nfes is None or n in nfes}
 
 
 def make_pairs(model: Model, num: int, sample_shape, *, seed: int, t_start=None, t_end=None,
@@ -245,33 +145,18 @@ def distill(model: Model, train_pairs: Mapping, val_pairs: Mapping, init: Bespok
         ``(solver, log)``: the best solver, and a dict with the initial and best validation
         PSNR, the validation history, the best step and the wall time.
     """
-    from jaxsample import train as trainlib
-    from jaxsample.data import ArrayBatcher
-
     if not isinstance(init, BespokeNonStationary):
         raise ValueError(f"init must be a BespokeNonStationary, got {type(init).__name__}")
-    for name, value in [("num_steps", num_steps), ("batch_size", batch_size), ("eval_every", eval_every)]:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     for name, pairs in [("train_pairs", train_pairs), ("val_pairs", val_pairs)]:
         if "noise" not in pairs or "target" not in pairs:
             raise ValueError(f"{name} must hold 'noise' and 'target' arrays (see make_pairs)")
     t0 = time.perf_counter()
-    tx = trainlib.make_optimizer(learning_rate, decay_steps=num_steps)
-    state = trainlib.TrainState.create(init.params(), tx, seed=seed, ema_decay=0.0,
-                                       config={"method": "bns", "nfe": init.num_steps})
-    batcher = ArrayBatcher({k: np.asarray(v) for k, v in train_pairs.items()}, batch_size, seed=seed)
-
-    def loss_fn(params, batch, key):
-        return bns_loss(model, init.with_params(params), batch, data_range)
-
-    def score(params):
-        return evaluate_psnr(model, init.with_params(params), val_pairs, data_range=data_range, mesh=mesh)
-
-    best_params, val = trainlib.fit_with_validation(
-        state, loss_fn, batcher, score, num_steps=num_steps, eval_every=eval_every, key="val_psnr_db",
-        maximize=True, workdir=workdir, mesh=mesh, progress=progress, desc=f"BNS n={init.num_steps}")
-    solver = init.with_params(best_params)
+    solver, val = fit_solver(
+        init, lambda solver, batch, key: bns_loss(model, solver, batch, data_range),
+        lambda solver: evaluate_psnr(model, solver, val_pairs, data_range=data_range, mesh=mesh), train_pairs,
+        num_steps=num_steps, batch_size=batch_size, learning_rate=learning_rate, eval_every=eval_every, seed=seed,
+        key="val_psnr_db", maximize=True, workdir=workdir, mesh=mesh, progress=progress,
+        desc=f"BNS n={init.num_steps}", config={"method": "bns", "nfe": init.num_steps})
     log = {"init_val_psnr_db": val["init"], "best_val_psnr_db": val["best"], "best_step": val["best_step"],
            "validation": val["validation"], "seconds": time.perf_counter() - t0,
            "num_parameters": init.num_parameters}

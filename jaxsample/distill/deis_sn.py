@@ -6,7 +6,7 @@ order 3, uniform in t), as in mtkresearch/Diffusion-DEIS-SN (``deisabode_pipelin
 ``mean|score| * sigma`` at each step of a 1000-step run; ``DEISABSNODEScheduler`` then clamps the
 ``clip_normalizer_steps`` entries at the smallest t to the next value: 5 for CIFAR-10, 1 for
 LSUN-Church). The result is a :class:`~jaxsample.solvers.score_norm.ScoreNormStats` (times,
-values, num_clamped), saved as a small ``.npz``; use it with
+values, num_clamped), saved by :func:`~jaxsample.solvers.save_solver` like every learned solver; use it with
 :func:`~jaxsample.solvers.score_norm.deis_sn` or :func:`~jaxsample.solvers.score_norm.score_normalise`.
 
 Calibration is one jitted ``lax.scan`` per batch (eps_hat at each step's starting point is the
@@ -31,7 +31,6 @@ Example:
 from __future__ import annotations
 
 import math
-import os
 from typing import Mapping, Optional
 
 import equinox as eqx
@@ -43,9 +42,9 @@ from jaxsample.grids import get_grid
 from jaxsample.models import Model
 from jaxsample.solvers._base import AbstractSolver
 from jaxsample.solvers.score_norm import DEISSN, ScoreNormStats
-from jaxsample.solvers.exponential import DEIS, deis
+from jaxsample.solvers.deis import DEIS, deis
 
-__all__ = ["ScoreNormStats", "calibrate", "save_stats", "load_stats"]
+__all__ = ["ScoreNormStats", "calibrate"]
 
 
 def _check_int(name, value, minimum):
@@ -165,18 +164,3 @@ def calibrate(model: Model, sample_shape, *, num_samples: int = 256, batch_size:
         raise ValueError("calibration produced non-finite or zero values of mean |eps_hat|: is the model finite "
                          "on the whole grid (noise-prediction models divide by sigma near t = 0)?")
     return ScoreNormStats.from_measurements(np.asarray(ts[:-1]), values, num_clamped)
-
-
-def save_stats(stats: ScoreNormStats, filename: str, **metadata) -> None:
-    """Save ``stats`` to ``filename`` (``.npz``; ``metadata`` stored as JSON)."""
-    if not isinstance(stats, ScoreNormStats):
-        raise ValueError(f"stats must be a ScoreNormStats, got {type(stats).__name__}")
-    directory = os.path.dirname(os.path.abspath(filename))
-    if not os.path.isdir(directory):
-        raise ValueError(f"filename {filename!r}: directory {directory!r} does not exist")
-    stats.save(filename, **metadata)
-
-
-def load_stats(filename: str) -> ScoreNormStats:
-    """Load statistics written by :func:`save_stats`."""
-    return ScoreNormStats.load(filename)

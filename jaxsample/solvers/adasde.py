@@ -22,6 +22,9 @@ analytic first step ``eps ~ x / sqrt(alpha^2 + sigma^2)`` (EDM's ``x~ / sqrt(1 +
 :class:`NoiseInjected` is the plug-in form: the same noise injection (``t_i -> t_hat``) in front
 of any deterministic base solver's step (Euler, Heun, DPM-Solver-2, iPNDM, ...).
 
+:class:`LearnedAdaSDE` is the trained form of both: its float leaves are the unconstrained
+parameters (mapped to ``gamma, r, a, c`` as the official predictor does), so the shared distillation
+routine trains it and :func:`~jaxsample.solvers.save_solver` stores it like every learned solver.
 The learned values come from :mod:`jaxsample.distill.adasde`.
 
 Example:
@@ -40,8 +43,6 @@ Example:
 
 from __future__ import annotations
 
-import json
-import os
 from typing import ClassVar, Optional
 
 import equinox as eqx
@@ -52,7 +53,7 @@ import numpy as np
 from jaxsample.models import expand_to
 from jaxsample.solvers._base import AbstractSolver, per_sample_normal
 
-__all__ = ["AdaSDE", "NoiseInjected", "inject_noise", "noise_injected"]
+__all__ = ["AdaSDE", "NoiseInjected", "LearnedAdaSDE", "inject_noise", "noise_injected"]
 
 
 def _vector(name, value, dtype=None):
@@ -222,28 +223,6 @@ class AdaSDE(AbstractSolver):
                   - expand_to(sigma_next * jnp.expm1(lam_next - lam_hat) * c, x) * d_j)
         return state._replace(x=x_next)
 
-    # -- persistence ----------------------------------------------------------------------
-    def save(self, filename: str, **metadata) -> None:
-        """Write the per-step values (and ``times``) to a small ``.npz`` file with JSON metadata."""
-        meta = {"kind": "adasde", "afs": self.afs, **metadata}
-        arrays = {k: np.asarray(getattr(self, k)) for k in ("gamma", "r", "a", "c")}
-        if self.times is not None:
-            arrays["times"] = np.asarray(self.times)
-        with open(filename, "wb") as f:
-            np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
-
-    @classmethod
-    def load(cls, filename: str) -> "AdaSDE":
-        """Read a solver written by :meth:`save`."""
-        if not os.path.exists(filename):
-            raise ValueError(f"filename {filename!r} does not exist")
-        with np.load(filename) as z:
-            meta = json.loads(z["meta"].tobytes().decode())
-            if meta.get("kind") != "adasde":
-                raise ValueError(f"filename {filename!r} does not hold an AdaSDE solver (kind {meta.get('kind')!r})")
-            return cls.create(z["gamma"], z["r"], z["a"], z["c"], times=z["times"] if "times" in z else None,
-                              afs=bool(meta["afs"]))
-
 
 class NoiseInjected(AbstractSolver):
     """Plug-in AdaSDE: per-step noise injection ``gamma`` in front of a deterministic base solver.
@@ -311,3 +290,110 @@ def noise_injected(base: AbstractSolver, gamma, *, times=None) -> NoiseInjected:
     """
     gamma = _vector("gamma", gamma)
     return NoiseInjected(base, gamma, None if times is None else jnp.asarray(times, gamma.dtype))
+
+
+class LearnedAdaSDE(AbstractSolver):
+    """AdaSDE (or its plug-in form) as trained: float leaves are the unconstrained parameters.
+
+    The raw leaves map to the per-step values as in the official predictor (Westlake-AGI-Lab/AdaSDE):
+    ``gamma = gamma_min + (gamma_max - gamma_min) sigmoid(.)`` with ``gamma_0 = 0`` (no injection
+    on the first step), ``r = sigmoid(.)``, ``a = 1 + min(scale_time, 0.99) tanh(./2)`` and
+    ``c = 1 + min(scale_dir, 0.99) tanh(./2)``. A leaf that is None is not learned: ``gamma = 0``
+    (the deterministic, AMED-like solver), or DPM-Solver-2's ``r = 1/2, a = c = 1``. With a
+    ``base`` solver only the gammas exist and the step is :class:`NoiseInjected`'s.
+    Build one with :meth:`jaxsample.distill.adasde.Parameterisation.solver`.
+
+    Attributes:
+        gamma_raw, r_raw, a_raw, c_raw: unconstrained parameters, shape ``(n,)``, or None.
+        grid: the ``n + 1`` times the values are learned on (static; ``times`` as an array).
+        base: None for the AdaSDE step, else a deterministic registered solver (plug-in form).
+        afs, gamma_min, gamma_max, scale_time, scale_dir: static settings.
+    """
+
+    gamma_raw: Optional[jax.Array]
+    r_raw: Optional[jax.Array] = None
+    a_raw: Optional[jax.Array] = None
+    c_raw: Optional[jax.Array] = None
+    grid: Optional[tuple] = eqx.field(static=True, default=None)
+    base: Optional[AbstractSolver] = None
+    num_steps: int = eqx.field(static=True, default=0)
+    afs: bool = eqx.field(static=True, default=False)
+    gamma_min: float = eqx.field(static=True, default=2e-4)
+    gamma_max: float = eqx.field(static=True, default=0.02)
+    scale_time: float = eqx.field(static=True, default=0.2)
+    scale_dir: float = eqx.field(static=True, default=0.05)
+
+    is_stochastic: ClassVar[bool] = True
+
+    def __check_init__(self):
+        n = self.num_steps
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"num_steps must be a positive integer, got {n!r}")
+        for name in ("gamma_raw", "r_raw", "a_raw", "c_raw"):
+            v = getattr(self, name)
+            if v is not None and (not hasattr(v, "shape") or v.shape != (n,)):
+                raise ValueError(f"{name} must be None or an array of shape ({n},), got {v!r}")
+        if self.base is not None:
+            if not isinstance(self.base, AbstractSolver) or self.base.is_stochastic:
+                raise ValueError(f"base must be None or a deterministic jaxsample solver, got {self.base!r}")
+            if jax.tree_util.tree_leaves(eqx.filter(self.base, eqx.is_inexact_array)):
+                raise ValueError(f"base must have no float leaves (they would be trained), got {self.base!r}")
+            if any(getattr(self, k) is not None for k in ("r_raw", "a_raw", "c_raw")) or self.afs:
+                raise ValueError("the plug-in form (base=...) learns only gammas and has no afs")
+        if self.grid is not None and len(self.grid) != n + 1:
+            raise ValueError(f"grid must hold n + 1 = {n + 1} times, got {len(self.grid)}")
+
+    @property
+    def dtype(self):
+        leaves = [v for v in (self.gamma_raw, self.r_raw, self.a_raw, self.c_raw) if v is not None]
+        return jnp.result_type(*leaves) if leaves else jnp.float32
+
+    @property
+    def times(self):
+        return None if self.grid is None else jnp.asarray(self.grid, self.dtype)
+
+    @property
+    def gamma(self):
+        if self.gamma_raw is None:
+            return jnp.zeros((self.num_steps,), self.dtype)
+        g = self.gamma_min + (self.gamma_max - self.gamma_min) * jax.nn.sigmoid(self.gamma_raw)
+        return g.at[0].set(0.0)
+
+    @property
+    def r(self):
+        return jnp.full((self.num_steps,), 0.5, self.dtype) if self.r_raw is None else jax.nn.sigmoid(self.r_raw)
+
+    @property
+    def a(self):
+        if self.a_raw is None:
+            return jnp.ones((self.num_steps,), self.dtype)
+        return 1.0 + min(self.scale_time, 0.99) * jnp.tanh(self.a_raw / 2.0)
+
+    @property
+    def c(self):
+        if self.c_raw is None:
+            return jnp.ones((self.num_steps,), self.dtype)
+        return 1.0 + min(self.scale_dir, 0.99) * jnp.tanh(self.c_raw / 2.0)
+
+    def as_solver(self):
+        """The :class:`AdaSDE` (or :class:`NoiseInjected`) with these values."""
+        if self.base is not None:
+            return NoiseInjected(self.base, self.gamma, self.times)
+        return AdaSDE(self.gamma, self.r, self.a, self.c, self.times, afs=self.afs)
+
+    @property
+    def strict_grid(self):  # noqa: D401 - the base's
+        return True if self.base is None else self.base.strict_grid
+
+    @property
+    def order(self) -> int:
+        return 2 if self.base is None else self.base.order
+
+    def nfe(self, num_steps: int) -> int:
+        return self.as_solver().nfe(num_steps)
+
+    def init(self, model, ts, x, cond):
+        return self.as_solver().init(model, ts, x, cond)
+
+    def step(self, model, ts, i, state, cond, key):
+        return self.as_solver().step(model, ts, i, state, cond, key)

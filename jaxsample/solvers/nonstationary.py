@@ -42,7 +42,7 @@ from jaxsample.models import Model, change_path, check_prediction, equivalent_ti
 from jaxsample.paths import AbstractPath
 from jaxsample.solvers._base import AbstractSolver
 
-__all__ = ["NonStationary", "NSState", "embed", "parameter_count"]
+__all__ = ["NonStationary", "NSState", "BespokeNonStationary", "embed", "parameter_count"]
 
 
 def parameter_count(num_steps: int) -> int:
@@ -196,3 +196,79 @@ def embed(solver: AbstractSolver, path: AbstractPath, ts, *, field: str = "veloc
             raise ValueError(f"{type(solver).__name__} is not causal: a state depends on a later output")
         b = np.tril(b)
     return NonStationary(jnp.asarray(times, dtype), jnp.asarray(a, dtype), jnp.asarray(b, dtype), field)
+
+
+_MIN_INCREMENT = 1e-6
+
+
+class BespokeNonStationary(AbstractSolver):
+    """A learned NS solver: ``time_logits`` (n,), ``a`` (n,), ``b`` (n, n) (lower triangle used).
+
+    The times run from ``t_start`` to ``t_end``: ``t_0 = t_start`` and
+    ``t_{i+1} = t_start + (t_end - t_start) * sum_{k <= i} softmax(time_logits)_k``, so
+    ``t_n = t_end`` and the times are strictly monotone. Sample with
+    ``sample(model, solver, solver.times, noise)``.
+    """
+
+    time_logits: jax.Array
+    a: jax.Array
+    b: jax.Array
+    t_start: float = eqx.field(static=True)
+    t_end: float = eqx.field(static=True)
+    field: str = eqx.field(static=True, default="velocity")
+
+    strict_grid = False
+
+    def __check_init__(self):
+        check_prediction(self.field, "field")
+        if not self.t_start > self.t_end:
+            raise ValueError(f"t_start must be greater than t_end, got {self.t_start} and {self.t_end}")
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def from_ns(cls, ns: NonStationary, t_start=None, t_end=None) -> "BespokeNonStationary":
+        """Parameters that reproduce an NS solver (its times must be non-increasing)."""
+        times = np.asarray(ns.times, np.float64)
+        t_start = float(times[0]) if t_start is None else float(t_start)
+        t_end = float(times[-1]) if t_end is None else float(t_end)
+        frac = np.diff((times - t_start) / (t_end - t_start))
+        if np.any(frac < -1e-9):
+            raise ValueError("the NS solver's times must run monotonically from t_start to t_end")
+        logits = np.log(np.maximum(frac, _MIN_INCREMENT))
+        dtype = ns.a.dtype
+        return cls(jnp.asarray(logits, dtype), ns.a, jnp.tril(ns.b), t_start, t_end, ns.field)
+
+    @classmethod
+    def from_solver(cls, solver: AbstractSolver, path: AbstractPath, ts, field: str = "velocity",
+                    ns_path: Optional[AbstractPath] = None):
+        """Initialise from the exact embedding of a classical solver on grid ``ts`` (run on
+        ``path``; with ``ns_path``, expressed on that path: see :func:`~jaxsample.embed`)."""
+        return cls.from_ns(embed(solver, path, ts, field=field, ns_path=ns_path))
+
+    # -- the solver ---------------------------------------------------------------------
+    @property
+    def num_steps(self) -> int:
+        return self.a.shape[0]
+
+    @property
+    def num_parameters(self) -> int:
+        return parameter_count(self.num_steps)
+
+    @property
+    def times(self):
+        frac = jnp.cumsum(jax.nn.softmax(self.time_logits))
+        ts = self.t_start + (self.t_end - self.t_start) * jnp.concatenate([jnp.zeros(1, frac.dtype), frac])
+        return ts.at[-1].set(self.t_end)
+
+    def as_ns(self) -> NonStationary:
+        return NonStationary(self.times, self.a, jnp.tril(self.b), self.field)
+
+    @property
+    def order(self) -> int:
+        return 1
+
+    def init(self, model, ts, x, cond):
+        return self.as_ns().init(model, ts, x, cond)
+
+    def step(self, model, ts, i, state, cond, key):
+        return self.as_ns().step(model, ts, i, state, cond, key)
