@@ -201,6 +201,8 @@ def trajectory_loss(model: Model, solver: AbstractSolver, ts, batch, key, final_
     """
     noise, index, traj, cond = _split(batch)
     keys = _student_keys(key, index)
+    if isinstance(solver, LearnedAdaSDE):
+        solver = solver.as_solver()  # the per-step values once, outside the rollout's scan
     _, student = sample(model, solver, ts, noise, key=keys, cond=cond, return_trajectory=True,
                         checkpoint=True, check_finite=False)
     err = (student[1:] - jnp.moveaxis(traj, 1, 0)) ** 2
