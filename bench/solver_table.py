@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax.numpy as jnp  # noqa: E402
 
-from jaxsample import compare  # noqa: E402
+from jaxsample import compare, tasks  # noqa: E402
 from _common import environment, write_json  # noqa: E402
 
 NFES = (4, 6, 8, 10, 16, 32)
@@ -41,13 +41,14 @@ def main(argv=None):
     if args.samples < 2:
         parser.error("--samples must be at least 2")
 
-    gmm = compare.benchmark_mixture()
     t0 = time.perf_counter()
     rows, panels, best = [], {}, {}
-    for name, (path, prediction, interval) in compare.BENCHMARK_SETTINGS.items():
+    for name in compare.BENCHMARK_SETTINGS:
+        task = tasks.load_task("gmm", setting=name)  # the 64-d, 8-component mixture, its path and interval
+        gmm, path, prediction = task.mixture, task.model.path, task.model.prediction
         suite = compare.baseline_suite(path, stochastic=True)
         part = compare.compare_solvers(gmm, path, prediction, suite, args.nfes, num_samples=args.samples,
-                                       progress=True, **interval)
+                                       progress=True, **task.interval)
         for r in part:
             r["path"] = name
             if r["stochastic"]:

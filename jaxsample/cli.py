@@ -16,7 +16,6 @@ import argparse
 import ast
 import importlib
 import importlib.util
-import inspect
 import os
 import sys
 from pathlib import Path
@@ -25,11 +24,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 #: method -> (module with ``train_and_evaluate(config, workdir)``, experiments folder)
 DISTILL = {
-    "bns": ("jaxsample.distill.bns_experiment", "bns"),
-    "adasde": ("jaxsample.distill.adasde_experiment", "adasde"),
-    "deis-sn": ("jaxsample.distill.deis_sn_experiment", "deis_sn"),
-    "progressive": ("jaxsample.distill.progressive_experiment", "progressive"),
-    "catch-up": ("jaxsample.distill.catch_up_experiment", "catch_up"),
+    "bns": ("experiments.bns.train", "bns"),
+    "adasde": ("experiments.adasde.train", "adasde"),
+    "deis-sn": ("experiments.deis_sn.train", "deis_sn"),
+    "progressive": ("experiments.progressive.train", "progressive"),
+    "catch-up": ("experiments.catch_up.train", "catch_up"),
 }
 
 BENCH = {"overhead": "sampler_overhead.py", "scaling": "scaling.py", "solver-table": "solver_table.py",
@@ -46,67 +45,45 @@ class CLIError(Exception):
 
 
 def solver_names() -> list:
-    """The solvers ``--solver`` accepts: every constructor in :mod:`jaxsample.solvers` that
-    needs no arguments."""
-    from jaxsample import solvers
+    """The solvers ``--solver`` accepts: every registered solver that needs no file
+    (:mod:`jaxsample.solvers.registry`)."""
+    from jaxsample.solvers import registry
 
-    names = []
-    for name in solvers.__all__:
-        obj = getattr(solvers, name)
-        if inspect.isfunction(obj) and name[0].islower() and name not in ("as_diffrax", "embed", "per_sample_normal",
-                                                                            "probability_flow_term"):
-            params = inspect.signature(obj).parameters.values()
-            if all(p.default is not inspect.Parameter.empty for p in params):
-                names.append(name)
-    return sorted(names)
+    return sorted(registry.names(constructible=True))
 
 
-def load_solver_file(path: str):
-    """A learned solver saved to ``path`` (``.npz``); returns ``(solver, ts)``."""
-    from jaxsample.distill.bns import BespokeNonStationary
+def load_solver_file(path: str, model=None):
+    """A learned solver saved to ``path`` (:func:`jaxsample.solvers.save_solver`), checked against
+    ``model``'s path when given; returns ``(solver, ts)``."""
+    from jaxsample.solvers import load_solver
 
     if not os.path.isfile(path):
         raise CLIError(f"--solver-file {path!r} does not exist")
-    errors = []
-    for cls in _learned_solver_classes():
-        try:
-            solver = cls.load(path)
-        except Exception as e:  # not this kind of file
-            errors.append(f"{cls.__name__}: {e}")
-            continue
-        if getattr(solver, "times", None) is None:
-            raise CLIError(f"--solver-file {path!r} holds no time grid (saved without times)")
-        return solver, solver.times
-    raise CLIError(f"--solver-file {path!r} is not a saved learned solver ({'; '.join(errors)}); "
-                   f"expected a file written by e.g. {BespokeNonStationary.__name__}.save")
-
-
-def _learned_solver_classes():
-    from jaxsample.distill.bns import BespokeNonStationary
-
-    classes = [BespokeNonStationary]
     try:
-        from jaxsample.solvers.adasde import AdaSDE
-
-        if hasattr(AdaSDE, "load"):
-            classes.append(AdaSDE)
-    except ImportError:
-        pass
-    return classes
+        solver = load_solver(path, model=model)
+    except ValueError as e:
+        raise CLIError(f"--solver-file: {e}") from None
+    if getattr(solver, "times", None) is None:
+        raise CLIError(f"--solver-file {path!r} holds no time grid (saved without times)")
+    return solver, solver.times
 
 
 # ----------------------------------------------------------------------------- sample
 
 
-def _load_model(args):
-    from jaxsample import teachers
+def _load_task(args):
+    """The :class:`~jaxsample.tasks.Task` of ``--teacher`` (guided with ``--guidance``)."""
+    from jaxsample import tasks
 
     try:
-        if args.teacher.endswith(".json"):
-            return teachers.load_teacher_from_card(args.teacher)
-        return teachers.load_teacher(args.teacher)
+        task = tasks.load_task(args.teacher)
     except ValueError as e:
         raise CLIError(f"--teacher: {e}") from None
+    if args.guidance != 1.0:
+        if task.num_classes is None:
+            raise CLIError(f"--guidance needs a class-conditional teacher; {args.teacher!r} is unconditional")
+        task = tasks.load_task(args.teacher, guidance_scale=args.guidance)
+    return task
 
 
 def _save_grid(x, path: str) -> None:
@@ -154,37 +131,35 @@ def _sample(args) -> int:
         raise CLIError(f"--batch must be a positive integer, got {args.batch}")
     if (args.solver is None) == (args.solver_file is None):
         raise CLIError("give exactly one of --solver NAME and --solver-file FILE")
-    model = _load_model(args)
+    task = _load_task(args)
+    model = task.model
     if args.solver_file:
-        solver, ts = load_solver_file(args.solver_file)
+        solver, ts = load_solver_file(args.solver_file, model)
         nfe = solver.nfe(len(ts) - 1)
     else:
         names = solver_names()
         if args.solver not in names:
             raise CLIError(f"--solver must be one of {', '.join(names)}; got {args.solver!r}")
-        from jaxsample import solvers
+        from jaxsample.solvers import registry
 
-        solver = getattr(solvers, args.solver)()
+        solver = registry.get(args.solver).make()
         per_step = solver.nfe(1)
         if args.nfe < per_step or args.nfe % per_step:
             raise CLIError(f"--nfe must be a positive multiple of {per_step} for {args.solver} "
                            f"({per_step} model calls a step), got {args.nfe}")
-        ts = grids.get_grid(args.grid, model.path, args.nfe // per_step)
+        ts = grids.get_grid(args.grid, model.path, args.nfe // per_step, **task.interval)
         nfe = args.nfe
-    from jaxsample import teachers
-
-    shape = teachers.sample_shape(args.teacher)
-    noise = sampling.initial_noise(jax.random.key(args.seed), (args.num, *shape))
+    noise = task.noise(jax.random.key(args.seed), args.num)
     cond = {}
     if args.label is not None:
-        if not 0 <= args.label <= 10:
-            raise CLIError(f"--label must be in [0, 10] (10: unconditional), got {args.label}")
+        if task.num_classes is None:
+            raise CLIError(f"--label needs a class-conditional teacher; {args.teacher!r} is unconditional")
+        if not 0 <= args.label <= task.num_classes:
+            raise CLIError(f"--label must be in [0, {task.num_classes}] ({task.num_classes}: unconditional), "
+                           f"got {args.label}")
         cond = {"label": np.full((args.num,), args.label, np.int32)}
-    if args.guidance != 1.0:
-        from jaxsample import nets
-
-        model = nets.guided(model, args.guidance, null_label=10)
-        cond = cond or {"label": np.random.default_rng(args.seed).integers(0, 10, args.num).astype(np.int32)}
+    if args.guidance != 1.0:  # the task's model is guided; labels drawn uniformly unless --label fixes one
+        cond = cond or {k: v.astype(np.int32) for k, v in task.conditioning(args.num, args.seed).items()}
     key = jax.random.key(args.seed + 1) if getattr(solver, "is_stochastic", False) else None
     out = []
     for lo in tqdm(range(0, args.num, args.batch), desc="sample", disable=args.num <= args.batch):
@@ -237,22 +212,28 @@ def _load_config(path: str, overrides):
 
 
 def _distill(args) -> int:
-    module_name, folder = DISTILL[args.method]
+    from jaxsample import experiment
+
+    module_name = DISTILL[args.method][0]
+    try:
+        module = importlib.import_module(module_name)  # experiments/<folder>/train.py, as main.py runs it
+    except ImportError as e:
+        raise CLIError(f"distill {args.method} is not available: {e} (the experiments package is installed "
+                       f"with the repository: pip install -e .)") from None
     config_path = args.config
     if config_path is None:
-        config_path = str(REPO / "experiments" / folder / "configs" / "gmm.py")
+        configs = Path(module.__file__).resolve().parent / "configs"  # experiments/<folder>/configs
+        config_path = str(configs / "gmm.py")
         if not os.path.isfile(config_path):
-            options = sorted((REPO / "experiments" / folder / "configs").glob("*.py"))
+            options = sorted(p for p in configs.glob("*.py") if p.name != "__init__.py")
             if not options:
                 raise CLIError(f"no default config for {args.method}: pass --config FILE")
             config_path = str(options[0])
     config = _load_config(config_path, args.set)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise CLIError(f"distill {args.method} is not available: {e}") from None
     print(f"distill {args.method}: config {config_path}, workdir {args.workdir}", flush=True)
-    module.train_and_evaluate(config, args.workdir)
+    experiment.run(module.train_and_evaluate, config, args.workdir, coordinator_address=args.coordinator_address,
+                   num_processes=args.num_processes, process_id=args.process_id,
+                   distributed_auto=args.distributed_auto)
     return 0
 
 
@@ -309,8 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="sample a shipped or saved teacher with any solver; writes samples.npz and "
                                       "samples.png")
     p.add_argument("--teacher", default="digits_vp",
-                   help="a shipped teacher (jaxsample list) or the .json card of one you trained with "
-                        "experiments/teachers (default: digits_vp)")
+                   help="a shipped teacher (jaxsample list), the .json card of one you trained with "
+                        "experiments/teachers, or gmm (the Gaussian-mixture benchmark) (default: digits_vp)")
     p.add_argument("--solver", help="a solver name (jaxsample list)")
     p.add_argument("--solver-file", help="a learned solver saved as .npz (e.g. by jaxsample distill bns)")
     p.add_argument("--nfe", type=int, default=8, help="model evaluations (with --solver; default: 8)")
@@ -328,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="config file (default: experiments/METHOD/configs/gmm.py or the first one)")
     p.add_argument("--workdir", required=True, help="folder for checkpoints and results (resumes if present)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    from jaxsample import experiment
+
+    experiment.add_multihost_arguments(p)
     p.set_defaults(func=_distill)
 
     p = sub.add_parser("bench", help="run a benchmark from bench/ (JSON output); further options go to the script",

@@ -1,28 +1,60 @@
-"""The shared entry point of the experiment scripts (``experiments/<name>/main.py``).
+"""The shared entry point of the studies (``experiments/<method>/main.py`` and ``jaxsample distill``).
 
-Each script is two lines on top of a library function ``train_and_evaluate(config, workdir)``::
+Each study keeps ``train_and_evaluate(config, workdir)`` in ``experiments/<method>/train.py``;
+its ``main.py`` is a few lines::
 
+    from experiments.bns import train
     from jaxsample import experiment
-    from jaxsample.distill import bns_experiment
 
     if __name__ == "__main__":
-        experiment.main(bns_experiment.train_and_evaluate)
+        experiment.main(train.train_and_evaluate)
 
 and takes the same flags: ``--config FILE`` (an ml_collections config file; override any field
 with ``--config.FIELD=VALUE``), ``--workdir DIR`` (checkpoints and results; re-running resumes),
 and the multi-host flags of :func:`jaxsample.parallel.define_flags` (``--coordinator_address``,
 ``--num_processes``, ``--process_id``, ``--distributed_auto``), with which it calls
-``jax.distributed.initialize`` before any JAX computation.
+``jax.distributed.initialize`` before any JAX computation. ``jaxsample distill METHOD`` parses
+the same options with argparse (:func:`add_multihost_arguments`) and calls the same :func:`run`.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
+
+__all__ = ["main", "run", "add_multihost_arguments"]
+
+
+def run(train_and_evaluate: Callable, config, workdir: str, *, coordinator_address: Optional[str] = None,
+        num_processes: Optional[int] = None, process_id: Optional[int] = None, distributed_auto: bool = False):
+    """Initialise multi-host JAX if asked (:func:`jaxsample.parallel.initialize`, before any JAX
+    computation), then return ``train_and_evaluate(config, workdir)``."""
+    from absl import logging
+
+    from jaxsample import parallel
+
+    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
+    parallel.initialize(coordinator_address, num_processes, process_id, auto=distributed_auto)
+    return train_and_evaluate(config, workdir)
+
+
+def add_multihost_arguments(parser) -> None:
+    """Add the multi-host options of :func:`jaxsample.parallel.define_flags` to an argparse parser
+    (``--coordinator_address``, ``--num_processes``, ``--process_id``, ``--distributed_auto``)."""
+    group = parser.add_argument_group("multi-host start-up (jax.distributed.initialize)")
+    group.add_argument("--coordinator_address", "--coordinator-address", dest="coordinator_address",
+                       help="host:port of process 0 (multi-host runs); default: $JAX_COORDINATOR_ADDRESS")
+    group.add_argument("--num_processes", "--num-processes", dest="num_processes", type=int,
+                       help="number of hosts; default: $JAX_NUM_PROCESSES")
+    group.add_argument("--process_id", "--process-id", dest="process_id", type=int,
+                       help="this host's index; default: $JAX_PROCESS_ID")
+    group.add_argument("--distributed_auto", "--distributed-auto", dest="distributed_auto", action="store_true",
+                       help="let jax.distributed.initialize() detect the cluster (Cloud TPU pod slices, SLURM, "
+                            "Open MPI)")
 
 
 def main(train_and_evaluate: Callable, *, workdir_help: str = "Directory for checkpoints and results.") -> None:
     """Define the flags, initialise multi-host JAX if asked, and run ``train_and_evaluate``."""
-    from absl import app, flags, logging
+    from absl import app, flags
     from ml_collections import config_flags
 
     from jaxsample import parallel
@@ -32,11 +64,11 @@ def main(train_and_evaluate: Callable, *, workdir_help: str = "Directory for che
     flags.mark_flags_as_required(["config", "workdir"])
     parallel.define_flags()
 
-    def run(argv):
+    def _main(argv):
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-        logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
-        parallel.initialize_from_flags()  # multi-host: before any JAX computation
-        train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+        f = flags.FLAGS
+        run(train_and_evaluate, f.config, f.workdir, coordinator_address=f.coordinator_address,
+            num_processes=f.num_processes, process_id=f.process_id, distributed_auto=f.distributed_auto)
 
-    app.run(run)
+    app.run(_main)

@@ -14,9 +14,9 @@ def main(process_id: int, port: int, out_dir: str) -> None:
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    # importing jaxsample (all of it) must not start the XLA backend
+    # importing jaxsample (all of it) and a study must not start the XLA backend
     import jaxsample.cli  # noqa: F401
-    import jaxsample.distill.bns_experiment  # noqa: F401
+    import experiments.bns.train  # noqa: F401
     from jaxsample import parallel
 
     assert parallel.initialize(f"localhost:{port}", 2, process_id)

@@ -47,7 +47,7 @@ def test_sample_with_a_learned_solver_file(tmp_path):
     model = js.load_teacher("checkerboard_flow")
     solver = bns.BespokeNonStationary.from_solver(js.midpoint(), model.path, js.uniform(model.path, 2))
     f = str(tmp_path / "bns.npz")
-    solver.save(f, nfe=4)
+    js.save_solver(f, solver, path=model.path, teacher="checkerboard_flow", nfe=4)
     assert cli.main(["sample", "--teacher", "checkerboard_flow", "--solver-file", f, "--num", "5",
                      "--out", str(tmp_path / "o")]) == 0
     saved = np.load(tmp_path / "o" / "samples.npz")
@@ -62,6 +62,12 @@ def test_bad_input_is_a_clear_error(capsys, tmp_path):
     assert "--teacher: unknown teacher 'cifar'" in _error(capsys, ["sample", "--teacher", "cifar", "--solver", "ddim"])
     assert "--solver-file" in _error(capsys, ["sample", "--solver-file", str(tmp_path / "none.npz")])
     assert "--num must be a positive" in _error(capsys, ["sample", "--solver", "ddim", "--num", "0"])
+    assert "--guidance needs a class-conditional teacher" in _error(capsys, ["sample", "--solver", "ddim",
+                                                                             "--guidance", "2"])
+    assert "--label needs a class-conditional teacher" in _error(capsys, ["sample", "--solver", "ddim",
+                                                                          "--label", "3"])
+    assert "--label must be in [0, 10]" in _error(capsys, ["sample", "--teacher", "digits_flow", "--solver", "ddim",
+                                                           "--label", "11"])
     cfg = os.path.join(ROOT, "experiments", "bns", "configs", "gmm.py")
     assert "no field 'num_stepz'" in _error(capsys, ["distill", "bns", "--config", cfg, "--workdir", str(tmp_path),
                                                      "--set", "num_stepz=3"])
@@ -72,41 +78,43 @@ def test_bad_input_is_a_clear_error(capsys, tmp_path):
         cli.main(["distill", "dmd", "--workdir", str(tmp_path)])  # argparse: invalid choice
 
 
-def test_distill_bns_runs_the_experiment_with_overrides(tmp_path):
+@pytest.fixture
+def study_calls(monkeypatch):
+    """Replace the studies' ``train_and_evaluate`` and multi-host start-up by recorders (the studies
+    themselves run end to end in ``experiments/*/train_test.py``)."""
+    import importlib
+
+    from jaxsample import parallel
+
+    calls = []
+    for module_name, _ in cli.DISTILL.values():
+        module = importlib.import_module(module_name)
+        monkeypatch.setattr(module, "train_and_evaluate",
+                            lambda config, workdir, m=module_name: calls.append((m, config, workdir)))
+    monkeypatch.setattr(parallel, "initialize", lambda *a, **k: calls.append(("initialize", a, k)) or False)
+    return calls
+
+
+def test_distill_runs_the_study_entry_point_with_overrides_and_multihost_flags(tmp_path, study_calls):
     cfg = os.path.join(ROOT, "experiments", "bns", "configs", "gmm_flow.py")
-    work = tmp_path / "w"
-    sets = ["dim=4", "num_components=2", "nfes=(4,)", "num_train=64", "num_val=64", "num_test=64", "num_steps=20",
-            "eval_every=10", "batch_size=32", "init='euler'", "progress=False", "baseline_grids=('uniform',)"]
-    assert cli.main(["distill", "bns", "--config", cfg, "--workdir", str(work)] + sum([["--set", s] for s in sets], [])) == 0
-    results = json.load(open(work / "results.json"))
-    (row,) = results["rows"]
-    assert row["nfe"] == 4 and results["config"]["num_steps"] == 20 and np.isfinite(row["bns_psnr_db"])
-    assert row["bns_val_psnr_db"] >= row["init_val_psnr_db"]  # best-iterate selection never loses
-    assert (work / "bns_nfe4.npz").exists()
-    assert results["pairs_generated"] == 192
-
-    # A second run in the same workdir reads the ground-truth pairs back instead of solving again.
-    assert cli.main(["distill", "bns", "--config", cfg, "--workdir", str(work)] + sum([["--set", s] for s in sets], [])) == 0
-    again = json.load(open(work / "results.json"))
-    assert again["pairs_generated"] == 0
-    assert again["rows"][0]["best_baseline_psnr_db"] == row["best_baseline_psnr_db"]
-    with pytest.raises(ValueError, match="one entry per NFE"):
-        cli.main(["distill", "bns", "--config", cfg, "--workdir", str(work)]
-                 + sum([["--set", s] for s in sets + ["learning_rates=(1e-3,2e-3)"]], []))
+    assert cli.main(["distill", "bns", "--config", cfg, "--workdir", str(tmp_path), "--set", "num_steps=20",
+                     "--set", "nfes=(4,)", "--set", "init='euler'", "--num_processes", "1", "--process_id", "0"]) == 0
+    (init, run) = study_calls
+    assert init == ("initialize", (None, 1, 0), {"auto": False})  # before the study, as main.py does
+    module, config, workdir = run
+    assert module == "experiments.bns.train" and workdir == str(tmp_path)
+    assert config.num_steps == 20 and tuple(config.nfes) == (4,) and config.init == "euler"
+    assert config.setting == "rectified_flow"  # gmm_flow.py's own field, over the gmm.py it inherits from
 
 
-def test_noise_scaled_bns_starts_from_the_best_baseline(tmp_path):
-    """sigma0 = 5 (BNS's preconditioning for guided models): BNS starts from the exact embedding of
-    the best baseline on the noise-scaled path, so its initial validation PSNR is the baseline's."""
-    cfg = os.path.join(ROOT, "experiments", "bns", "configs", "gmm_flow.py")
-    sets = ["dim=4", "num_components=2", "nfes=(4,)", "num_train=32", "num_val=64", "num_test=32", "num_steps=2",
-            "eval_every=1", "batch_size=32", "init='best_baseline'", "sigma0=5.0", "progress=False",
-            "baseline_grids=('uniform',)"]
-    assert cli.main(["distill", "bns", "--config", cfg, "--workdir", str(tmp_path)]
-                    + sum([["--set", s] for s in sets], [])) == 0
-    (row,) = json.load(open(tmp_path / "results.json"))["rows"]
-    assert abs(row["init_val_psnr_db"] - row["best_baseline_val_psnr_db"]) < 0.01, row
-    assert row["init"] == row["best_baseline"]
+def test_distill_default_configs(tmp_path, study_calls):
+    assert cli.main(["distill", "deis-sn", "--workdir", str(tmp_path)]) == 0
+    assert cli.main(["distill", "catch-up", "--workdir", str(tmp_path), "--distributed_auto"]) == 0
+    runs = [c for c in study_calls if c[0] != "initialize"]
+    assert [r[0] for r in runs] == ["experiments.deis_sn.train", "experiments.catch_up.train"]
+    assert runs[0][1].setting == "vp_cosine"  # experiments/deis_sn/configs/gmm.py
+    assert runs[1][1].dataset == "checkerboard"  # the first of experiments/catch_up/configs/ (not __init__.py)
+    assert study_calls[2] == ("initialize", (None, None, None), {"auto": True})
 
 
 def test_bench_scaling_writes_json(tmp_path):

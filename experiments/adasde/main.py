@@ -8,8 +8,8 @@ mixture exact log-likelihood and PSNR against the ODE solution) and the learned 
 DIR/<method>_nfe{N}.npz. Override any config field with --config.FIELD=VALUE.
 """
 
+from experiments.adasde import train
 from jaxsample import experiment
-from jaxsample.distill import adasde_experiment
 
 if __name__ == "__main__":
-    experiment.main(adasde_experiment.train_and_evaluate)
+    experiment.main(train.train_and_evaluate)

@@ -7,8 +7,8 @@ seconds, ...) and DIR/bns_nfe{N}.npz, the learned solvers. Override any config f
 --config.FIELD=VALUE (e.g. --config.num_steps=200).
 """
 
+from experiments.bns import train
 from jaxsample import experiment
-from jaxsample.distill import bns_experiment
 
 if __name__ == "__main__":
-    experiment.main(bns_experiment.train_and_evaluate)
+    experiment.main(train.train_and_evaluate)

@@ -10,8 +10,8 @@ example) and DIR/<method>/ (orbax checkpoints, metrics.jsonl). Override any fiel
 runs of experiments/catch_up/results/; ``--config=...configs/digits.py:full`` gives the full-size run.
 """
 
+from experiments.catch_up import train
 from jaxsample import experiment
-from jaxsample.distill import catch_up_experiment
 
 if __name__ == "__main__":
-    experiment.main(catch_up_experiment.train_and_evaluate)
+    experiment.main(train.train_and_evaluate)

@@ -9,8 +9,8 @@ time) and DIR/rounds/round{k}_{N}steps/ (orbax checkpoints; re-running resumes).
 config field with --config.FIELD=VALUE.
 """
 
+from experiments.progressive import train
 from jaxsample import experiment
-from jaxsample.distill import progressive_experiment
 
 if __name__ == "__main__":
-    experiment.main(progressive_experiment.train_and_evaluate)
+    experiment.main(train.train_and_evaluate)

@@ -6,8 +6,9 @@
 - :mod:`~jaxsample.distill.progressive`: progressive distillation (Salimans & Ho 2022).
 - :mod:`~jaxsample.distill.catch_up`: catch-up distillation (Shao et al. 2023).
 
-Each has a ``*_experiment`` module with the ``train_and_evaluate(config, workdir)`` that
-``experiments/<name>/main.py`` and ``jaxsample distill <name>`` run.
+These are the methods only: each study that runs one (``train_and_evaluate(config, workdir)``,
+run by ``experiments/<name>/main.py`` and ``jaxsample distill <name>``) lives in
+``experiments/<name>/train.py``, on a task of :mod:`jaxsample.tasks`.
 """
 
 from jaxsample.distill import adasde, bns, catch_up, deis_sn, progressive

@@ -3,16 +3,11 @@
 Small settings: U-Net distillation on CPU costs about a second a training step.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from gmm import get_config as _base  # noqa: E402
+from experiments.adasde.configs import gmm
 
 
 def get_config():
-    c = _base()
+    c = gmm.get_config()
     c.teacher = "digits_vp"
     c.teacher_kind = "dpm_solver_2"  # the paper's teacher (M = 3): adaptive solves of the U-Net cost too much here
     c.grids = ("logsnr", "quadratic")

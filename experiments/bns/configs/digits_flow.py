@@ -6,16 +6,11 @@ best classical solver expressed on the noise-scaled path (``embed(..., ns_path=)
 Euler on that path it started 7 dB behind the baseline and stayed there (results/README.md).
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from digits_vp import get_config as _base  # noqa: E402
+from experiments.bns.configs import digits_vp
 
 
 def get_config():
-    c = _base()
+    c = digits_vp.get_config()
     c.teacher = "digits_flow"
     c.guidance_scale = 2.0
     c.sigma0 = 5.0

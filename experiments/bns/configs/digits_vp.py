@@ -1,15 +1,10 @@
 """BNS for the shipped VP-cosine digits teacher (v prediction, unconditional)."""
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from gmm import get_config as _base  # noqa: E402
+from experiments.bns.configs import gmm
 
 
 def get_config():
-    c = _base()
+    c = gmm.get_config()
     c.teacher = "digits_vp"
     c.guidance_scale = 1.0
     c.field = "x0"

@@ -17,6 +17,7 @@ def get_config():
     # (the best classical solver at this NFE), or a solver name from compare.baseline_suite on init_grid.
     c.init = "best_baseline,euler"
     c.init_grid = "quadratic"
+    c.baselines = ()  # names from compare.baseline_suite to try as baselines; () = all of them
     c.baseline_grids = ()  # grids the baselines are tried on; () = each solver's default set
     c.sigma0 = 1.0  # source-noise scaling (preconditioning for guided models)
     c.num_steps, c.batch_size, c.learning_rate, c.eval_every = 2000, 64, 2e-3, 100

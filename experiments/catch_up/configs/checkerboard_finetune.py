@@ -5,16 +5,11 @@ Default: 1000 steps at batch 256 (scaled down for the shared 2-core CPU);
 ``--config=experiments/catch_up/configs/checkerboard_finetune.py:full``: 6000 steps at batch 512.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from checkerboard import get_config as _base  # noqa: E402
+from experiments.catch_up.configs import checkerboard
 
 
 def get_config(size: str = "small"):
-    c = _base(size)
+    c = checkerboard.get_config(size)
     full = size == "full"
     c.init = "teacher"
     c.num_steps = 6000 if full else 1000

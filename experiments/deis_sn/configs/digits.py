@@ -2,16 +2,11 @@
 on EDM's interval; Frechet distance on the digits classifier's features, and PSNR against a
 200-step DEIS-3 run from the same noise (1000 samples: keeps the study at minutes on CPU)."""
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from gmm import get_config as _base  # noqa: E402
+from experiments.deis_sn.configs import gmm
 
 
 def get_config():
-    c = _base()
+    c = gmm.get_config()
     c.teacher = "digits_vp"
     c.calibration_samples, c.calibration_batch_size = 256, 256
     c.kinds = ("tab",)

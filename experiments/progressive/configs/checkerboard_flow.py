@@ -1,16 +1,11 @@
 """The shipped rectified-flow checkerboard teacher (velocity MLP): DDIM (= Euler on this path)
 at 64 steps distilled 64 -> 1, student in the teacher's velocity parameterisation."""
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from digits_vp_full import get_config as _full  # noqa: E402
+from experiments.progressive.configs import digits_vp_full
 
 
 def get_config():
-    c = _full()
+    c = digits_vp_full.get_config()
     c.teacher = "checkerboard_flow"
     c.parameterization = "velocity"
     c.weighting = "truncated_snr"

@@ -2,16 +2,11 @@
 distilled 64 -> 32 -> 16 -> 8 -> 4 -> 2 -> 1 (6 rounds), few optimizer steps per round.
 The full run of issue 8 (256 -> 1) is digits_vp_full.py."""
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from digits_vp_full import get_config as _full  # noqa: E402
+from experiments.progressive.configs import digits_vp_full
 
 
 def get_config():
-    c = _full()
+    c = digits_vp_full.get_config()
     c.start_steps = 64
     c.full_steps = 256  # still compare with the teacher at 256 DDIM steps
     c.steps_per_round = (150, 150, 200, 250, 300, 350)  # the last rounds are the hard ones

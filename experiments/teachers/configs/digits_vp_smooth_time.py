@@ -3,16 +3,11 @@
 has structure in t on a scale of ~0.005 that caps every 16-NFE solver near 55 dB
 (experiments/bns/teacher_smoothness.py); this teacher tests that explanation. Not shipped."""
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from digits_vp import get_config as _base  # noqa: E402
+from experiments.teachers.configs import digits_vp
 
 
 def get_config():
-    c = _base()
+    c = digits_vp.get_config()
     c.name = "digits_vp_smooth_time"
     c.description = c.description + " Time embedding of 30 t (time_scale = 30)."
     c.net.time_scale = 30.0

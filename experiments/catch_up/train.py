@@ -20,9 +20,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsample import data, features, grids, nets, solvers, teachers, train
+from jaxsample import data, grids, metrics, nets, solvers, tasks, teachers, train
 from jaxsample.distill import catch_up
 from jaxsample.sampling import sample
+
+__all__ = ["train_and_evaluate", "heun_sample", "markdown_table", "FORWARD_PASSES"]
+
+#: ``config.dataset`` -> the shipped teacher whose network (and, with ``init='teacher'``, weights) is trained.
+TEACHERS = {"checkerboard": "checkerboard_flow", "digits": "digits_flow"}
 
 #: Network forward passes per training example (gradient pass counted as one forward).
 FORWARD_PASSES = {"flow_matching": 1, "rk12": 2, "rk23": 4, "rk34": 6}
@@ -54,44 +59,46 @@ def _as_tuple(value, cast=str) -> tuple:
     return tuple(cast(v.strip()) if isinstance(v, str) else cast(v) for v in flat)
 
 
-def _setup(config):
-    """(base module, base_params or None, batch_fn, example_x, example_cond, evaluator, null_label)."""
-    if config.dataset == "checkerboard":
-        card = teachers.teacher_card("checkerboard_flow")
-        net_cfg = dict(config.net) if config.get("net") else card["net"]
-        base = teachers.build_module("MLP", net_cfg)
-        base_params = teachers.load_params("checkerboard_flow") if config.init == "teacher" else None
-        batch_fn = data.toy_batches("checkerboard", config.batch_size, seed=config.seed)
-        ref = np.asarray(data.checkerboard(jax.random.key(10_000 + config.seed), config.num_eval))
-        ref2 = np.asarray(data.checkerboard(jax.random.key(20_000 + config.seed), config.num_eval))
-        directions = np.asarray(jax.random.normal(jax.random.key(7), (256, 2)))
+def _network(config, task):
+    """``(base module, base_params or None)``: the teacher's network (or ``config.net``), from
+    the teacher's weights with ``config.init == 'teacher'``, else from scratch."""
+    net_cfg = dict(config.net) if config.get("net") else dict(task.card["net"])
+    if task.num_classes is not None:
+        net_cfg.setdefault("num_classes", task.num_classes)
+    base = teachers.build_module(task.card["module"], net_cfg)
+    return base, (task.network()[1] if config.init == "teacher" else None)
 
-        def evaluate(x):
-            return features.sliced_wasserstein(np.asarray(x), ref, directions=directions)
 
-        floor = {"real_sliced_wasserstein": evaluate(ref2)}
-        return (base, base_params, batch_fn, jnp.zeros((1, 2)), None, evaluate, (2,), None, None, floor,
-                "sliced_wasserstein")
-    if config.dataset == "digits":
-        card = teachers.teacher_card("digits_flow")
-        net_cfg = dict(config.net) if config.get("net") else card["net"]
-        net_cfg.setdefault("num_classes", 10)
-        base = teachers.build_module("UNet", net_cfg)
-        base_params = teachers.load_params("digits_flow") if config.init == "teacher" else None
+def _data(config, task):
+    """``(batch_fn, example_x, example_cond)`` of the training data."""
+    example_x = jnp.zeros((1, *task.sample_shape))
+    if task.dataset == "digits":
         imgs, labels = data.load_digits("train")[:2]
         batch_fn = data.ArrayBatcher({"x": imgs, "label": labels}, config.batch_size, seed=config.seed)
-        classifier = teachers.load_digits_classifier()
+        return batch_fn, example_x, {"label": jnp.zeros((1,), jnp.int32)}
+    return data.toy_batches(task.dataset, config.batch_size, seed=config.seed), example_x, None
+
+
+def _evaluator(config, task):
+    """``(evaluate(x), floor, metric name)``: sliced Wasserstein to exact samples (2-D) or the
+    digits Frechet distance to the held-out digits, and the same metric between real sets."""
+    if task.dataset == "digits":
         test_imgs = data.load_digits("test")[0]
+        train_imgs = data.load_digits("train")[0]
 
         def evaluate(x):
-            return features.digits_frechet_distance(np.asarray(x), reference=test_imgs, classifier=classifier)
+            return task.frechet_distance(x, reference=test_imgs)
 
-        eval_labels = np.random.default_rng(config.seed + 7919).integers(0, 10, config.num_eval)
-        floor = {"real_split_frechet_distance": features.digits_frechet_distance(
-            imgs[:len(test_imgs)], reference=test_imgs, classifier=classifier)}
-        return (base, base_params, batch_fn, jnp.zeros((1, 8, 8, 1)), {"label": jnp.zeros((1,), jnp.int32)},
-                evaluate, (8, 8, 1), {"label": eval_labels}, 10, floor, "frechet_distance")
-    raise ValueError(f"dataset must be 'checkerboard' or 'digits', got {config.dataset!r}")
+        floor = {"real_split_frechet_distance": evaluate(train_imgs[:len(test_imgs)])}
+        return evaluate, floor, "frechet_distance"
+    ref = np.asarray(task.data_samples(jax.random.key(10_000 + config.seed), config.num_eval))
+    ref2 = np.asarray(task.data_samples(jax.random.key(20_000 + config.seed), config.num_eval))
+    directions = np.asarray(jax.random.normal(jax.random.key(7), (256, 2)))
+
+    def evaluate(x):
+        return metrics.sliced_wasserstein(np.asarray(x), ref, directions=directions)
+
+    return evaluate, {"real_sliced_wasserstein": evaluate(ref2)}, "sliced_wasserstein"
 
 
 def _evaluate(model, evaluate, noise, cond, euler_steps, heun_nfe):
@@ -132,9 +139,15 @@ def markdown_table(rows, metric: str, euler_steps, heun_nfe) -> str:
 def train_and_evaluate(config, workdir: str) -> list[dict]:
     """Run the study of ``config``; write ``workdir/results.json`` and ``workdir/results.md``."""
     os.makedirs(workdir, exist_ok=True)
-    (base, base_params, batch_fn, example_x, example_cond, evaluate, shape, eval_cond, null_label, floor,
-     metric) = _setup(config)
-    noise = jax.random.normal(jax.random.key(30_000 + config.seed), (config.num_eval, *shape))
+    if config.dataset not in TEACHERS:
+        raise ValueError(f"dataset must be 'checkerboard' or 'digits', got {config.dataset!r}")
+    task = tasks.load_task(TEACHERS[config.dataset])
+    base, base_params = _network(config, task)
+    batch_fn, example_x, example_cond = _data(config, task)
+    evaluate, floor, metric = _evaluator(config, task)
+    null_label = task.num_classes
+    eval_cond = task.conditioning(config.num_eval, config.seed + 7919) or None
+    noise = jax.random.normal(jax.random.key(30_000 + config.seed), (config.num_eval, *task.sample_shape))
     euler_steps = _as_tuple(config.euler_steps, int)
     methods = _as_tuple(config.methods)
     one_step_methods = _as_tuple(config.one_step_methods) if config.one_step_methods else ()
@@ -169,10 +182,9 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
         rows.append(row)
         print(json.dumps(row), flush=True)
         if config.one_step_steps and method in one_step_methods:
-            pair_noise = jax.random.normal(jax.random.key(40_000 + config.seed), (config.one_step_pairs, *shape))
-            pair_cond = None
-            if eval_cond is not None:
-                pair_cond = {"label": np.random.default_rng(config.seed + 1).integers(0, 10, config.one_step_pairs)}
+            pair_noise = jax.random.normal(jax.random.key(40_000 + config.seed),
+                                           (config.one_step_pairs, *task.sample_shape))
+            pair_cond = task.conditioning(config.one_step_pairs, config.seed + 1) or None
             t0 = time.perf_counter()
             pairs = catch_up.trajectory_pairs(model, pair_noise, num_steps=config.one_step_teacher_steps,
                                               cond=pair_cond)

@@ -30,9 +30,8 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxsample import compare
+from jaxsample import compare, tasks
 from jaxsample.distill import adasde, bns
 from jaxsample.grids import get_grid
 from jaxsample.sampling import reference_sample, sample
@@ -40,48 +39,41 @@ from jaxsample.sampling import reference_sample, sample
 __all__ = ["train_and_evaluate"]
 
 
-def _setup(config):
-    if config.get("teacher"):
-        from jaxsample import teachers
+def _plugin_bases() -> dict:
+    """The deterministic solvers the plug-in form (gamma only) can run on, by name."""
+    from jaxsample import solvers as S
 
-        model = teachers.load_teacher(config.teacher)
-        shape = (2,) if config.teacher == "checkerboard_flow" else (8, 8, 1)
-        return model, shape, None, teachers.teacher_card(config.teacher).get("train_wall_time_s")
-    gmm = compare.benchmark_mixture(config.dim, config.num_components, config.data_seed)
-    path, prediction, _ = compare.BENCHMARK_SETTINGS[config.setting]
-    return gmm.model(path, prediction), (gmm.dim,), gmm, None
+    return {"euler": S.euler(), "heun": S.heun(), "dpm_solver_2": S.dpm_solver(2), "ipndm": S.ipndm()}
+
+
+def _save_solver(task, solver, filename: str, **metadata) -> None:
+    """Write a learned solver (the one place this study saves one)."""
+    from jaxsample.solvers import save_solver
+
+    save_solver(filename, solver, path=task.model.path, teacher=task.name, **metadata)
 
 
 class _Scorer:
     """Held-out metrics of a batch of samples."""
 
-    def __init__(self, config, gmm, test, ref):
-        self.gmm, self.ref = gmm, ref
-        if gmm is not None:
-            self.truth = np.asarray(gmm.sample(jax.random.key(config.seed + 777), config.num_truth))
-        else:
-            from jaxsample import teachers
-
-            self.classifier = teachers.load_digits_classifier()
+    def __init__(self, config, task, ref):
+        self.task, self.ref = task, ref
+        self.truth = None
+        if task.mixture is not None:
+            self.truth = task.data_samples(jax.random.key(config.seed + 777), config.num_truth)
 
     def fd(self, x):
-        from jaxsample import features
-
-        if self.gmm is not None:
-            return float(features.frechet_distance(np.asarray(x), self.truth))
-        return float(features.digits_frechet_distance(np.asarray(x), classifier=self.classifier))
+        return self.task.frechet_distance(x, reference=self.truth)
 
     def __call__(self, x):
         x = jnp.asarray(x)
         if not bool(jnp.all(jnp.isfinite(x))):
             return {"fd": float("nan")}
         out = {"fd": self.fd(x)}
-        if self.gmm is not None:
-            out["loglik"] = float(jnp.mean(self.gmm.log_prob(x)))
+        if self.task.mixture is not None:
+            out["loglik"] = self.task.log_likelihood(x)
         if self.ref is not None:
-            from jaxsample.metrics import psnr
-
-            out["psnr_db"] = float(psnr(x, self.ref, 2.0))
+            out["psnr_db"] = self.task.psnr(x, self.ref)
         return out
 
 
@@ -91,11 +83,13 @@ def _run(model, solver, ts, noise, key):
 
 
 def train_and_evaluate(config, workdir: str) -> list[dict]:
-    """Run the study described by ``config``; write ``workdir/results.json``; return its rows."""
+    """Run the study described by ``config``; write ``workdir/results.json`` and ``summary.md``;
+    return the rows. ``config.teacher``: a shipped teacher, or empty for the Gaussian mixture;
+    both are sampled on EDM's interval."""
     os.makedirs(workdir, exist_ok=True)
-    model, shape, gmm, teacher_seconds = _setup(config)
-    interval = compare.edm_interval(model.path)
-    t_start, t_end = interval["t_start"], interval["t_end"]
+    task = tasks.task_from_config(config, edm_interval=True)
+    model, shape, teacher_seconds = task.model, task.sample_shape, task.teacher_train_seconds
+    t_start, t_end = task.t_start, task.t_end
     test_key = jax.random.key(config.seed + 4242)  # the student noise at test time: never seen in training
     val_key = jax.random.key(config.seed + 4243)
     suite = compare.baseline_suite(model.path, stochastic=True, grids=list(config.baseline_grids))
@@ -125,9 +119,9 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
         if test_noise is None:
             test_noise = test["noise"]
             ref = None
-            if gmm is not None:
+            if task.mixture is not None:
                 ref = reference_sample(model, test_noise, t_start=t_start, t_end=t_end)
-            scorer = _Scorer(config, gmm, test, ref)
+            scorer = _Scorer(config, task, ref)
             reference_scores = scorer(ref) if ref is not None else None
             teacher_scores = {}
         teacher_scores[nfe] = scorer(test["traj"][:, -1])
@@ -140,7 +134,7 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
             "adasde_gamma0": adasde.Parameterisation(n, afs=True, learn_gamma=False),
         }
         for base_name in config.plugin_bases:
-            base = adasde._plugin_bases()[base_name]
+            base = _plugin_bases()[base_name]
             if nfe % base.nfe(1):
                 continue
             specs[f"{base_name}+gamma"] = adasde.Parameterisation(
@@ -159,8 +153,8 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
                                          batch_size=config.batch_size, learning_rate=config.learning_rate,
                                          eval_every=config.eval_every, seed=config.seed,
                                          workdir=os.path.join(workdir, f"nfe{nfe}_{name}"), progress=config.progress)
-            adasde.save_solver(os.path.join(workdir, f"{name.replace('+', '_')}_nfe{nfe}.npz"), solver, nfe=nfe,
-                               grid=grid if spec.base is None else config.plugin_grid)
+            _save_solver(task, solver, os.path.join(workdir, f"{name.replace('+', '_')}_nfe{nfe}.npz"), nfe=nfe,
+                         grid=grid if spec.base is None else config.plugin_grid)
             entry = {**scorer(_run(model, solver, s_ts, test["noise"], test_key)),
                      "distill_seconds": log["seconds"], "init_val_loss": log["init_val_loss"],
                      "best_val_loss": log["best_val_loss"], "gamma": [float(g) for g in solver.gamma]}
@@ -190,7 +184,7 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
                                           batch_size=config.batch_size, learning_rate=config.bns_learning_rate,
                                           eval_every=config.eval_every, seed=config.seed,
                                           workdir=os.path.join(workdir, f"nfe{nfe}_bns"), progress=config.progress)
-            b_solver.save(os.path.join(workdir, f"bns_nfe{nfe}.npz"), nfe=nfe)
+            _save_solver(task, b_solver, os.path.join(workdir, f"bns_nfe{nfe}.npz"), nfe=nfe)
             row["bns"] = {**scorer(_run(model, b_solver, b_solver.times, test["noise"], None)),
                           "distill_seconds": b_log["seconds"], "init": f"{config.bns_init}[{config.bns_init_grid}]",
                           "targets": config.bns_target}

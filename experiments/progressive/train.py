@@ -26,38 +26,34 @@ import time
 import jax
 import numpy as np
 
+from jaxsample import tasks
 from jaxsample.distill import progressive
 
+__all__ = ["train_and_evaluate", "markdown"]
 
-def _setup(config):
-    from jaxsample import data, teachers
+#: The teachers this study distils, with their training data.
+TEACHERS = ("digits_vp", "checkerboard_flow")
 
-    card = teachers.teacher_card(config.teacher)
-    teacher = teachers.load_teacher(config.teacher)
-    module = teachers.build_module(card["module"], card["net"])
-    params = teachers.load_params(config.teacher)
-    if config.teacher == "checkerboard_flow":
-        shape = (2,)
-        batch_fn = data.toy_batches("checkerboard", config.batch_size, seed=config.seed)
-        reference = np.asarray(data.toy_sample("checkerboard", jax.random.key(config.eval_seed + 1), config.num_eval))
-    elif config.teacher == "digits_vp":
-        shape = (8, 8, 1)
+
+def _batches(config, task):
+    """The training batches the student sees (the teacher's own data)."""
+    from jaxsample import data
+
+    if task.dataset == "digits":
         images, _ = data.load_digits("train")
-        batch_fn = data.ArrayBatcher({"x": images}, config.batch_size, seed=config.seed)
-        reference = None
-    else:
-        raise ValueError(f"config.teacher must be 'digits_vp' or 'checkerboard_flow', got {config.teacher!r}")
-    return teacher, module, params, card, shape, batch_fn, reference
+        return data.ArrayBatcher({"x": images}, config.batch_size, seed=config.seed)
+    return data.toy_batches(task.dataset, config.batch_size, seed=config.seed)
 
 
-def _scorer(shape, reference):
-    from jaxsample import features, teachers
+def _scorer(config, task):
+    """``(metric name, score(x))``: digits Frechet distance, or sliced W2 to exact data samples."""
+    from jaxsample import metrics
 
-    if len(shape) == 3:
-        classifier = teachers.load_digits_classifier()
-        return "fd", lambda x: float(features.digits_frechet_distance(np.asarray(x), classifier=classifier))
-    return "sliced_w2", lambda x: float(features.sliced_wasserstein(np.asarray(x), reference,
-                                                                   key=jax.random.key(123)))
+    if task.dataset == "digits":
+        return "fd", task.frechet_distance
+    reference = np.asarray(task.data_samples(jax.random.key(config.eval_seed + 1), config.num_eval))
+    return "sliced_w2", lambda x: float(metrics.sliced_wasserstein(np.asarray(x), reference,
+                                                                  key=jax.random.key(123)))
 
 
 def _bns_comparison(config, teacher, noise, score):
@@ -130,14 +126,19 @@ def train_and_evaluate(config, workdir: str) -> dict:
     """Run the study described by ``config``; write ``workdir/results.json`` and ``results.md``."""
     from jaxsample.grids import get_grid
     from jaxsample.metrics import rmse
-    from jaxsample.sampling import initial_noise, sample
+    from jaxsample.sampling import sample
     from jaxsample.solvers import ddim
 
     os.makedirs(workdir, exist_ok=True)
-    teacher, module, params, card, shape, batch_fn, reference = _setup(config)
-    metric_name, score = _scorer(shape, reference)
+    if config.teacher not in TEACHERS:
+        raise ValueError(f"config.teacher must be one of {TEACHERS}, got {config.teacher!r}")
+    task = tasks.load_task(config.teacher)
+    teacher = task.model
+    module, params = task.network()
+    batch_fn = _batches(config, task)
+    metric_name, score = _scorer(config, task)
     schedule = progressive.halving_schedule(config.start_steps, config.final_steps)
-    noise = initial_noise(jax.random.key(config.eval_seed), (config.num_eval,) + shape)
+    noise = task.noise(jax.random.key(config.eval_seed), config.num_eval)
     t_start, t_end = config.get("t_start"), config.get("t_end")
 
     def grid(n):
@@ -155,7 +156,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         print(f"teacher DDIM {n:4d} steps: {metric_name} {teacher_metric[str(n)]:.3f}", flush=True)
     full = teacher_samples[config.full_steps]
     teacher_eval_seconds = time.perf_counter() - t0
-    teacher_seconds = card.get("train_wall_time_s")
+    teacher_seconds = task.teacher_train_seconds
     rows = []
 
     def on_round_end(info, student):

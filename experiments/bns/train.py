@@ -18,12 +18,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsample import compare, parallel
+from jaxsample import compare, parallel, tasks
 from jaxsample.distill import bns
 from jaxsample.grids import get_grid
 from jaxsample.models import change_path, equivalent_time
 from jaxsample.paths import NoiseScaled
 
+__all__ = ["train_and_evaluate"]
 
 # The config entries that determine the (noise, ground truth) pairs: pairs cached in the workdir
 # are reused only when all of these (and the number and seed) match.
@@ -51,6 +52,13 @@ def _cached_pairs(directory, key: dict, make) -> dict:
     return out
 
 
+def _save_solver(task, solver, path, filename: str, **metadata) -> None:
+    """Write a learned BNS solver, learned on ``path`` (the one place this study saves one)."""
+    from jaxsample.solvers import save_solver
+
+    save_solver(filename, solver, path=path, teacher=task.name, **metadata)
+
+
 def _best_baseline(model, val, nfe, suite, t_start, t_end, data_range, mesh=None):
     best = None
     for name, (solver, grids) in suite.items():
@@ -67,43 +75,14 @@ def _best_baseline(model, val, nfe, suite, t_start, t_end, data_range, mesh=None
     return best
 
 
-def _teacher_setup(config):
-    """The teacher (guided if asked), its sample shape, training time and label sampler.
-    ``config.teacher`` is a shipped teacher's name or the ``.json`` card of one you trained with
-    ``experiments/teachers/main.py``."""
-    from jaxsample import nets, teachers
-
-    if str(config.teacher).endswith(".json"):
-        with open(config.teacher) as f:
-            card = json.load(f)
-        model = teachers.load_teacher_from_card(config.teacher)
-    else:
-        card = teachers.teacher_card(config.teacher)
-        model = teachers.load_teacher(config.teacher)
-    shape = teachers.sample_shape(config.teacher)
-    labels = None
-    num_classes = card.get("net", {}).get("num_classes")
-    if num_classes is not None:  # class-conditional; label num_classes is the null class
-        if config.guidance_scale != 1.0:
-            model = nets.guided(model, config.guidance_scale, null_label=num_classes)
-
-        def labels(num, seed):
-            return {"label": np.random.default_rng(seed + 7919).integers(0, num_classes, num)}
-    return model, shape, card.get("train_wall_time_s"), labels
-
-
-def _frechet(images):
-    from jaxsample import features, teachers
-
-    return features.digits_frechet_distance(images, classifier=teachers.load_digits_classifier())
-
-
-def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teacher_seconds=None) -> list[dict]:
+def train_and_evaluate(config, workdir: str) -> list[dict]:
     """Run the study described by ``config``; write ``workdir/results.json``; return its rows.
 
-    Runs data-parallel over ``config.num_devices`` devices, by default all devices of all hosts
-    on an accelerator (see :func:`jaxsample.parallel.auto_mesh`); the results do not depend on
-    their number.
+    ``config.teacher`` is a shipped teacher's name, the ``.json`` card of one you trained with
+    ``experiments/teachers/main.py``, or empty for the Gaussian-mixture benchmark
+    (:func:`jaxsample.tasks.task_from_config`). Runs data-parallel over ``config.num_devices``
+    devices, by default all devices of all hosts on an accelerator (see
+    :func:`jaxsample.parallel.auto_mesh`); the results do not depend on their number.
     """
     learning_rates = tuple(config.get("learning_rates") or ()) or (config.learning_rate,) * len(config.nfes)
     if len(learning_rates) != len(config.nfes):
@@ -113,17 +92,9 @@ def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teac
     mesh = parallel.auto_mesh(config.get("num_devices", 0))
     num_devices = 1 if mesh is None else parallel.num_shards(mesh)
     main = parallel.is_main_process()
-    labels, interval = None, {}
-    if model is None and config.get("teacher"):
-        model, sample_shape, teacher_seconds, labels = _teacher_setup(config)
-        if config.get("edm_interval"):
-            interval = compare.edm_interval(model.path)
-    elif model is None:
-        gmm = compare.benchmark_mixture(config.dim, config.num_components, config.data_seed)
-        path, prediction, interval = compare.BENCHMARK_SETTINGS[config.setting]
-        model, sample_shape = gmm.model(path, prediction), (gmm.dim,)
-    t_start = interval.get("t_start", model.path.t_max)
-    t_end = interval.get("t_end", model.path.t_min)
+    task = tasks.task_from_config(config)
+    model, sample_shape, teacher_seconds = task.model, task.sample_shape, task.teacher_train_seconds
+    t_start, t_end = task.t_start, task.t_end
     kw = dict(t_start=t_start, t_end=t_end, rtol=config.get("reference_rtol", 1e-7),
               atol=config.get("reference_rtol", 1e-7))
     t0 = time.perf_counter()
@@ -134,25 +105,26 @@ def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teac
     def pairs(num, seed):
         def make():
             generated.append(num)
-            cond = labels(num, seed) if labels else None
+            cond = task.conditioning(num, seed + 7919) or None
             return bns.make_pairs(model, num, sample_shape, seed=seed, cond=cond, mesh=mesh, **kw)
         return _cached_pairs(os.path.join(workdir, "pairs"), {**cache_key, "num": num, "seed": seed}, make)
 
     train = pairs(config.num_train, config.seed * 3 + 0)
     val = pairs(config.num_val, config.seed * 3 + 1)
     test = pairs(config.num_test, config.seed * 3 + 2)
-    digits = len(sample_shape) == 3
+    digits = task.dataset == "digits"
     if main and config.get("save_test_pairs"):  # e.g. to ship as the demo's ground truth
         np.savez_compressed(os.path.join(workdir, "test_pairs.npz"), **{k: np.asarray(v) for k, v in test.items()})
-    reference_fd = _frechet(test["target"]) if digits else None
+    reference_fd = task.frechet_distance(test["target"]) if digits else None
     pairs_seconds = time.perf_counter() - t0
-    suite = compare.baseline_suite(model.path, grids=config.get("baseline_grids") or None)
+    classical = compare.baseline_suite(model.path, grids=config.get("baseline_grids") or None)
+    suite = {name: classical[name] for name in config.get("baselines") or classical}  # the baselines to try
 
     rows = []
     for nfe, learning_rate in zip(config.nfes, learning_rates):
         t0 = time.perf_counter()
-        base = _best_baseline(model, val, nfe, suite, t_start, t_end, config.data_range, mesh)
-        base_test = bns.evaluate_psnr(model, base["obj"], test, base["ts"], data_range=config.data_range, mesh=mesh)
+        base = _best_baseline(model, val, nfe, suite, t_start, t_end, task.data_range, mesh)
+        base_test = bns.evaluate_psnr(model, base["obj"], test, base["ts"], data_range=task.data_range, mesh=mesh)
         # The NS family is built on the (optionally noise-scaled) path; samples map back exactly.
         bns_model, r_start, r_end = model, t_start, t_end
         if config.sigma0 != 1.0:
@@ -167,7 +139,7 @@ def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teac
                 init = bns.BespokeNonStationary.from_solver(base["obj"], model.path, base["ts"], field=config.field,
                                                             ns_path=None if bns_model is model else bns_model.path)
             else:
-                init_solver = suite[init_kind][0]
+                init_solver = classical[init_kind][0]
                 init_ts = get_grid(config.init_grid, bns_model.path, nfe // init_solver.nfe(1),
                                    t_start=r_start, t_end=r_end)
                 name = f"{init_kind}[{config.init_grid}]"
@@ -176,10 +148,10 @@ def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teac
                                          batch_size=config.batch_size, learning_rate=learning_rate,
                                          eval_every=config.eval_every, seed=config.seed,
                                          workdir=os.path.join(workdir, f"nfe{nfe}_init{k}"),
-                                         data_range=config.data_range, progress=config.progress, mesh=mesh)
+                                         data_range=task.data_range, progress=config.progress, mesh=mesh)
             if log is None or cand_log["best_val_psnr_db"] > log["best_val_psnr_db"]:
                 solver, log, init_name = cand, cand_log, name
-        bns_test = bns.evaluate_psnr(bns_model, solver, test, data_range=config.data_range, mesh=mesh)
+        bns_test = bns.evaluate_psnr(bns_model, solver, test, data_range=task.data_range, mesh=mesh)
         fds = {}
         if digits:
             from jaxsample.sampling import sample
@@ -189,9 +161,11 @@ def train_and_evaluate(config, workdir: str, model=None, sample_shape=None, teac
             if config.sigma0 != 1.0:  # back from the noise-scaled path
                 x_bns = x_bns / (bns_model.path.alpha(r_end) / model.path.alpha(t_end))
             x_base = parallel.gather(sample(model, base["obj"], base["ts"], test["noise"], cond=cond, mesh=mesh))
-            fds = {"bns_fd": _frechet(x_bns), "best_baseline_fd": _frechet(x_base), "reference_fd": reference_fd}
+            fds = {"bns_fd": task.frechet_distance(x_bns), "best_baseline_fd": task.frechet_distance(x_base),
+                   "reference_fd": reference_fd}
         if main:
-            solver.save(os.path.join(workdir, f"bns_nfe{nfe}.npz"), nfe=nfe, init=init_name, sigma0=config.sigma0)
+            _save_solver(task, solver, bns_model.path, os.path.join(workdir, f"bns_nfe{nfe}.npz"), nfe=nfe,
+                         init=init_name, sigma0=config.sigma0)
         row = {"nfe": nfe, "bns_psnr_db": bns_test, "best_baseline": f"{base['solver']}[{base['grid']}]",
                "best_baseline_psnr_db": base_test, "gain_db": bns_test - base_test,
                "best_baseline_val_psnr_db": base["val_psnr_db"], "init": init_name,

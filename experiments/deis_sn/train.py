@@ -9,8 +9,9 @@ grid and NFE) and score both against the ground truth of the same ODE from the s
 - a shipped digits teacher (:mod:`jaxsample.teachers`): Frechet distance on the digits classifier's
   features (:func:`jaxsample.features.digits_frechet_distance`) and PSNR against a high-NFE run.
 
-Writes ``workdir/results.json`` (rows and the statistic), ``workdir/r_stats.npz`` and
-``workdir/r_of_t.png`` (r against t and against log-SNR, with the sampling grids marked).
+Writes ``workdir/results.json`` (rows and the statistic), ``workdir/results.md`` (the table),
+``workdir/r_stats.npz`` and ``workdir/r_of_t.png`` (r against t and against log-SNR, with the
+sampling grids marked).
 """
 
 from __future__ import annotations
@@ -24,28 +25,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsample import compare
+from jaxsample import solvers as S
+from jaxsample import tasks
 from jaxsample.distill import deis_sn as cal
 from jaxsample.grids import get_grid
-from jaxsample.metrics import mean_log_likelihood, psnr
-from jaxsample.sampling import initial_noise, reference_sample, sample
-from jaxsample.solvers import score_norm as sn
-from jaxsample.solvers import exponential as E
+from jaxsample.sampling import reference_sample, sample
 
-__all__ = ["train_and_evaluate", "plot_statistic", "step_variation"]
+__all__ = ["train_and_evaluate", "plot_statistic", "step_variation", "markdown"]
 
 
-def _setup(config):
-    """(model, sample_shape, gmm or None, t_start, t_end)."""
-    if config.get("teacher"):
-        from jaxsample import teachers
-
-        model = teachers.load_teacher(config.teacher)
-        interval = compare.edm_interval(model.path)
-        return model, (8, 8, 1), None, interval["t_start"], interval["t_end"]
-    gmm = compare.benchmark_mixture(config.dim, config.num_components, config.data_seed)
-    path, prediction, interval = compare.BENCHMARK_SETTINGS[config.setting]
-    return gmm.model(path, prediction), (gmm.dim,), gmm, interval["t_start"], interval["t_end"]
+def _save_stats(task, stats, filename: str, **metadata) -> None:
+    """Write the calibrated statistic (the one place this study saves a learned artefact)."""
+    S.save_solver(filename, stats, path=task.model.path, teacher=task.name, **metadata)
 
 
 def step_variation(stats, path, ts) -> float:
@@ -91,61 +82,58 @@ def _solvers(config):
     out = []
     for kind in config.kinds:
         for order in config.orders:
-            out.append((f"deis_{kind}", kind, order, lambda o=order, k=kind: E.deis(o, k),
-                        lambda st, o=order, k=kind: sn.deis_sn(st, o, k), 1))
+            out.append((f"deis_{kind}", kind, order, lambda o=order, k=kind: S.deis(o, k),
+                        lambda st, o=order, k=kind: S.deis_sn(st, o, k), 1))
     if config.get("dpm_solver"):
         for order in (2, 3):
-            out.append(("dpm_solver", "taylor", order, lambda o=order: E.dpm_solver(o),
-                        lambda st, o=order: sn.dpm_solver_sn(st, o), order))
+            out.append(("dpm_solver", "taylor", order, lambda o=order: S.dpm_solver(o),
+                        lambda st, o=order: S.dpm_solver_sn(st, o), order))
     return out
 
 
 def train_and_evaluate(config, workdir: str) -> list[dict]:
-    """Run the study described by ``config``; write ``workdir/results.json``; return its rows."""
+    """Run the study described by ``config``; write ``workdir/results.json`` and ``results.md``;
+    return the rows. ``config.teacher``: a shipped teacher, or empty for the Gaussian mixture;
+    both are sampled on EDM's interval."""
     os.makedirs(workdir, exist_ok=True)
-    model, shape, gmm, t_start, t_end = _setup(config)
-    digits = gmm is None
+    task = tasks.task_from_config(config, edm_interval=True)
+    model, shape, t_start, t_end = task.model, task.sample_shape, task.t_start, task.t_end
+    digits = task.mixture is None
     t0 = time.perf_counter()
     stats = cal.calibrate(model, shape, num_samples=config.calibration_samples,
                           batch_size=config.calibration_batch_size, num_steps=config.calibration_steps,
                           grid=config.calibration_grid, t_start=t_start, t_end=t_end,
                           num_clamped=config.num_clamped, seed=config.seed + 1000, progress=config.progress)
     calibration_seconds = time.perf_counter() - t0
-    cal.save_stats(stats, os.path.join(workdir, "r_stats.npz"), teacher=config.get("teacher") or "gmm",
-                   calibration_steps=config.calibration_steps, calibration_samples=config.calibration_samples)
+    _save_stats(task, stats, os.path.join(workdir, "r_stats.npz"), calibration_steps=config.calibration_steps,
+                calibration_samples=config.calibration_samples)
     print(f"calibrated r(t) in {calibration_seconds:.0f} s: r(t_start) = {float(stats(t_start)):.3f}, "
           f"r(t_end) = {float(stats(t_end)):.3f}", flush=True)
 
-    noise = initial_noise(jax.random.key(config.seed), (config.num_samples,) + shape)
+    noise = task.noise(jax.random.key(config.seed), config.num_samples)
     t0 = time.perf_counter()
     if config.reference_steps:
         ts_ref = get_grid("logsnr", model.path, config.reference_steps, t_start=t_start, t_end=t_end)
-        ref = sample(model, E.deis(3), ts_ref, noise)
+        ref = sample(model, S.deis(3), ts_ref, noise)
         reference = f"deis_tab_3[logsnr] x {config.reference_steps} steps"
     else:
         ref = reference_sample(model, noise, t_start=t_start, t_end=t_end, rtol=config.reference_rtol,
                                atol=config.reference_rtol)
         reference = f"dopri8 rtol {config.reference_rtol}"
     reference_seconds = time.perf_counter() - t0
-    classifier = None
     extra = {}
     if digits:
-        from jaxsample import features, teachers
-
-        classifier = teachers.load_digits_classifier()
-        extra["reference_fd"] = features.digits_frechet_distance(np.asarray(ref), classifier=classifier)
+        extra["reference_fd"] = task.frechet_distance(ref)
     else:
-        extra["reference_loglik"] = float(mean_log_likelihood(gmm, ref))
-        extra["data_loglik"] = float(mean_log_likelihood(gmm, gmm.sample(jax.random.key(7), config.num_samples)))
+        extra["reference_loglik"] = task.log_likelihood(ref)
+        extra["data_loglik"] = task.log_likelihood(task.data_samples(jax.random.key(7), config.num_samples))
 
     def score(x):
-        out = {"psnr_db": float(psnr(x, ref, config.data_range))}
+        out = {"psnr_db": task.psnr(x, ref)}
         if digits:
-            from jaxsample import features
-
-            out["fd"] = features.digits_frechet_distance(np.asarray(x), classifier=classifier)
+            out["fd"] = task.frechet_distance(x)
         else:
-            out["loglik"] = float(mean_log_likelihood(gmm, x))
+            out["loglik"] = task.log_likelihood(x)
         return out
 
     rows = []
@@ -191,6 +179,10 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
                **extra}
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(summary, f, indent=1)
+    table = markdown(json.loads(json.dumps(summary)))  # the table of what was written
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+        f.write(table + "\n")
+    print(table)
     return rows
 
 

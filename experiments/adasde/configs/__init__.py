@@ -1,0 +1,1 @@
+"""Configs of the adasde study (``--config experiments/adasde/configs/NAME.py``)."""

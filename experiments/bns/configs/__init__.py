@@ -1,0 +1,1 @@
+"""Configs of the bns study (``--config experiments/bns/configs/NAME.py``)."""

@@ -1,0 +1,1 @@
+"""Configs of the deis_sn study (``--config experiments/deis_sn/configs/NAME.py``)."""

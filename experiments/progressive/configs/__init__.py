@@ -1,0 +1,1 @@
+"""Configs of the progressive study (``--config experiments/progressive/configs/NAME.py``)."""

@@ -1,0 +1,1 @@
+"""Configs of the teachers study (``--config experiments/teachers/configs/NAME.py``)."""
