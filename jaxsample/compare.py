@@ -29,7 +29,7 @@ from jaxsample.models import GaussianMixture
 from jaxsample.paths import AbstractPath
 from jaxsample.sampling import initial_noise, reference_sample, sample
 
-__all__ = ["compare_learned", "baseline_suite", "BENCHMARK_SETTINGS", "edm_interval", "benchmark_mixture", "compare_solvers", "markdown_table", "plot_psnr_vs_nfe", "best_by_nfe"]
+__all__ = ["compare_learned", "baseline_suite", "best_baseline", "BENCHMARK_SETTINGS", "edm_interval", "benchmark_mixture", "compare_solvers", "markdown_table", "plot_psnr_vs_nfe", "best_by_nfe"]
 
 
 def edm_interval(path: AbstractPath, sigma_min: float = 0.002, sigma_max: float = 80.0) -> dict:
@@ -54,6 +54,33 @@ def baseline_suite(path: AbstractPath, *, stochastic: bool = False, grids=None) 
     chosen = registry.entries(baseline=True, learned=False, **({} if stochastic else {"stochastic": False}))
     suite = {e.name: e.make() for e in chosen if e.on_flow or not flow}
     return {name: (solver, grids) for name, solver in suite.items()}
+
+
+def best_baseline(suite: Mapping, path: AbstractPath, nfe: int, score, *, maximize: bool, t_start=None,
+                  t_end=None):
+    """The best (solver, grid) of ``suite`` (as from :func:`baseline_suite`) at ``nfe`` model calls.
+
+    Every solver whose calls per step divide ``nfe`` is scored on each of its grids by
+    ``score(solver, ts)``; a solver that raises on this path (e.g. noise prediction at alpha = 0)
+    or scores a non-finite value is skipped, and the first best wins ties.
+
+    Returns:
+        ``{"solver": name, "grid": grid, "score": value, "obj": solver, "ts": ts}``, or None when
+        no solver fits ``nfe``.
+    """
+    best = None
+    for name, (solver, grids) in suite.items():
+        if nfe % solver.nfe(1):
+            continue
+        for grid in grids:
+            ts = get_grid(grid, path, nfe // solver.nfe(1), t_start=t_start, t_end=t_end)
+            try:
+                value = float(score(solver, ts))
+            except Exception:  # singular on this path
+                continue
+            if math.isfinite(value) and (best is None or (value > best["score"] if maximize else value < best["score"])):
+                best = {"solver": name, "grid": grid, "score": value, "obj": solver, "ts": ts}
+    return best
 
 
 def benchmark_mixture(dim: int = 64, num_components: int = 8, seed: int = 0) -> GaussianMixture:

@@ -190,17 +190,11 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
                           "targets": config.bns_target}
 
         # The best classical solver, picked on validation noise by FD.
-        best = None
-        for name, (solver, grids) in suite.items():
-            if nfe % solver.nfe(1):
-                continue
-            for g in grids:
-                b_ts = get_grid(g, model.path, nfe // solver.nfe(1), t_start=t_start, t_end=t_end)
-                fd = scorer.fd(_run(model, solver, b_ts, val["noise"], val_key))
-                if math.isfinite(fd) and (best is None or fd < best[0]):
-                    best = (fd, name, g, solver, b_ts)
-        row["best_baseline"] = {"solver": f"{best[1]}[{best[2]}]", "val_fd": best[0],
-                                **scorer(_run(model, best[3], best[4], test["noise"], test_key))}
+        best = compare.best_baseline(suite, model.path, nfe,
+                                     lambda s, b_ts: scorer.fd(_run(model, s, b_ts, val["noise"], val_key)),
+                                     maximize=False, t_start=t_start, t_end=t_end)
+        row["best_baseline"] = {"solver": f"{best['solver']}[{best['grid']}]", "val_fd": best["score"],
+                                **scorer(_run(model, best["obj"], best["ts"], test["noise"], test_key))}
         row["seconds"] = time.perf_counter() - t_nfe
         rows.append(row)
         summary = " | ".join(f"{k} FD {row[k]['fd']:.4g}" for k in ("adasde", "adasde_gamma0", "bns", "best_baseline")

@@ -59,22 +59,6 @@ def _save_solver(task, solver, path, filename: str, **metadata) -> None:
     save_solver(filename, solver, path=path, teacher=task.name, **metadata)
 
 
-def _best_baseline(model, val, nfe, suite, t_start, t_end, data_range, mesh=None):
-    best = None
-    for name, (solver, grids) in suite.items():
-        if nfe % solver.nfe(1):
-            continue
-        for grid in grids:
-            ts = get_grid(grid, model.path, nfe // solver.nfe(1), t_start=t_start, t_end=t_end)
-            try:
-                psnr = bns.evaluate_psnr(model, solver, val, ts, data_range=data_range, mesh=mesh)
-            except Exception:  # singular on this path (e.g. noise prediction at alpha = 0)
-                continue
-            if jnp.isfinite(psnr) and (best is None or psnr > best["val_psnr_db"]):
-                best = {"solver": name, "grid": grid, "val_psnr_db": psnr, "obj": solver, "ts": ts}
-    return best
-
-
 def train_and_evaluate(config, workdir: str) -> list[dict]:
     """Run the study described by ``config``; write ``workdir/results.json``; return its rows.
 
@@ -123,7 +107,10 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
     rows = []
     for nfe, learning_rate in zip(config.nfes, learning_rates):
         t0 = time.perf_counter()
-        base = _best_baseline(model, val, nfe, suite, t_start, t_end, task.data_range, mesh)
+        base = compare.best_baseline(
+            suite, model.path, nfe, lambda s, ts: bns.evaluate_psnr(model, s, val, ts, data_range=task.data_range,
+                                                                    mesh=mesh),
+            maximize=True, t_start=t_start, t_end=t_end)
         base_test = bns.evaluate_psnr(model, base["obj"], test, base["ts"], data_range=task.data_range, mesh=mesh)
         # The NS family is built on the (optionally noise-scaled) path; samples map back exactly.
         bns_model, r_start, r_end = model, t_start, t_end
@@ -168,7 +155,7 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
                          init=init_name, sigma0=config.sigma0)
         row = {"nfe": nfe, "bns_psnr_db": bns_test, "best_baseline": f"{base['solver']}[{base['grid']}]",
                "best_baseline_psnr_db": base_test, "gain_db": bns_test - base_test,
-               "best_baseline_val_psnr_db": base["val_psnr_db"], "init": init_name,
+               "best_baseline_val_psnr_db": base["score"], "init": init_name,
                "init_val_psnr_db": log["init_val_psnr_db"], "bns_val_psnr_db": log["best_val_psnr_db"],
                "best_step": log["best_step"], "learning_rate": learning_rate, "num_parameters": solver.num_parameters,
                "seconds": time.perf_counter() - t0, "distill_seconds": log["seconds"], **fds}
