@@ -14,6 +14,7 @@ from jaxsample.solvers._base import AbstractSolver
 
 CONSTRUCTIBLE = registry.entries(constructible=True, aliases=False)
 DETERMINISTIC = [e for e in CONSTRUCTIBLE if not e.stochastic]
+STOCHASTIC = [e for e in CONSTRUCTIBLE if e.stochastic]
 IDS = lambda entries: [e.name for e in entries]  # noqa: E731
 
 
@@ -38,9 +39,10 @@ def test_nfe_counts_real_model_calls(mixture, entry):
         assert js.count_model_calls(model, solver, ts, jnp.ones((2, 4)), key=key) == solver.nfe(n)
 
 
-@pytest.mark.parametrize("entry", CONSTRUCTIBLE, ids=IDS(CONSTRUCTIBLE))
+@pytest.mark.parametrize("entry", STOCHASTIC, ids=IDS(STOCHASTIC))
 def test_samples_do_not_depend_on_the_batch(mixture, entry):
-    """Sample k depends on its own noise (and key) alone: one batch of 6 equals two batches of 3."""
+    """Sample k depends on its own noise and key alone: one batch of 6 equals two batches of 3
+    (deterministic solvers: in test_diffrax_gives_the_same_numbers)."""
     solver, model = entry.make(), _model(mixture, entry)
     ts = js.logsnr_uniform(model.path, 6, t_start=0.98, t_end=0.05)
     noise = jax.random.normal(jax.random.key(1), (6, 4))
@@ -82,10 +84,13 @@ def test_converges_to_the_exact_ode_solution(x64, reference, entry):
 
 @pytest.mark.parametrize("entry", DETERMINISTIC, ids=IDS(DETERMINISTIC))
 def test_diffrax_gives_the_same_numbers(mixture, entry):
+    """Also: sample k depends on its own noise alone (the first half of the batch alone, the same)."""
     solver, model = entry.make(), _model(mixture, entry)
     ts = js.logsnr_uniform(model.path, 7, t_start=0.95, t_end=0.05)
     noise = jax.random.normal(jax.random.key(4), (8, 4))
     x = js.sample(model, solver, ts, noise)
+    np.testing.assert_allclose(js.sample(model, solver, ts, noise[:4]), x[:4], rtol=1e-5, atol=1e-6)
+    assert bool(jnp.all(jnp.isfinite(x)))
     y0 = model.path.prior_scale(ts[0]) * noise
     sol = diffrax.diffeqsolve(js.probability_flow_term(model), js.as_diffrax(solver, ts), t0=ts[0], t1=ts[-1],
                               dt0=None, y0=y0, args={}, stepsize_controller=diffrax.StepTo(ts))

@@ -4,6 +4,7 @@ MLP, 5 training steps each (flow matching, the same loop with one target, is lef
 import json
 import math
 
+import pytest
 from experiments.catch_up import train
 from experiments.catch_up.configs import checkerboard
 
@@ -24,6 +25,7 @@ def _scores(rows):
     return [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]
 
 
+@pytest.mark.serial
 def test_catch_up_study_scores_every_method_and_resumes(tmp_path):
     config = _config()
     train.train_and_evaluate(config, str(tmp_path))

@@ -5,6 +5,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 
 from experiments.progressive import train
 from experiments.progressive.configs import checkerboard_flow
@@ -26,6 +27,7 @@ def _scores(rounds):
     return [{k: v for k, v in r.items() if k not in skip} for r in rounds]
 
 
+@pytest.mark.serial
 def test_progressive_study_scores_each_round_and_resumes(tmp_path):
     config = _config()
     train.train_and_evaluate(config, str(tmp_path))
