@@ -86,6 +86,20 @@ def _load_task(args):
     return task
 
 
+def _check_out(path: str) -> None:
+    """Fail now, before any work, if the output folder ``--out`` cannot be created or written
+    (missing parent folders are created later, as ``os.makedirs`` does)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CLIError(f"--out {path!r} is an existing file; expected a folder to write into")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):  # the nearest folder that exists
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise CLIError(f"--out {path!r} cannot be created: {existing!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CLIError(f"--out {path!r} is not writable: no write permission in {existing!r}")
+
+
 def _save_grid(x, path: str) -> None:
     import matplotlib
 
@@ -114,7 +128,9 @@ def _save_grid(x, path: str) -> None:
         print(f"(no picture for samples of shape {x.shape})")
         return
     fig.tight_layout()
-    fig.savefig(path)
+    from jaxsample._files import save_figure
+
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -131,11 +147,21 @@ def _sample(args) -> int:
         raise CLIError(f"--batch must be a positive integer, got {args.batch}")
     if (args.solver is None) == (args.solver_file is None):
         raise CLIError("give exactly one of --solver NAME and --solver-file FILE")
+    _check_out(args.out)
     task = _load_task(args)
+    if args.label is not None:
+        if task.num_classes is None:
+            raise CLIError(f"--label needs a class-conditional teacher; {args.teacher!r} is unconditional")
+        if not 0 <= args.label <= task.num_classes:
+            raise CLIError(f"--label must be in [0, {task.num_classes}] ({task.num_classes}: unconditional), "
+                           f"got {args.label}")
     model = task.model
     if args.solver_file:
         solver, ts = load_solver_file(args.solver_file, model)
         nfe = solver.nfe(len(ts) - 1)
+        if args.nfe is not None and args.nfe != nfe:
+            raise CLIError(f"--nfe {args.nfe} disagrees with --solver-file {args.solver_file!r}, a learned solver "
+                           f"of NFE {nfe} (leave --nfe out, or pass --nfe {nfe})")
     else:
         names = solver_names()
         if args.solver not in names:
@@ -144,19 +170,14 @@ def _sample(args) -> int:
 
         solver = registry.get(args.solver).make()
         per_step = solver.nfe(1)
-        if args.nfe < per_step or args.nfe % per_step:
+        nfe = 8 if args.nfe is None else args.nfe
+        if nfe < per_step or nfe % per_step:
             raise CLIError(f"--nfe must be a positive multiple of {per_step} for {args.solver} "
-                           f"({per_step} model calls a step), got {args.nfe}")
-        ts = grids.get_grid(args.grid, model.path, args.nfe // per_step, **task.interval)
-        nfe = args.nfe
+                           f"({per_step} model calls a step), got {nfe}")
+        ts = grids.get_grid(args.grid, model.path, nfe // per_step, **task.interval)
     noise = task.noise(jax.random.key(args.seed), args.num)
     cond = {}
     if args.label is not None:
-        if task.num_classes is None:
-            raise CLIError(f"--label needs a class-conditional teacher; {args.teacher!r} is unconditional")
-        if not 0 <= args.label <= task.num_classes:
-            raise CLIError(f"--label must be in [0, {task.num_classes}] ({task.num_classes}: unconditional), "
-                           f"got {args.label}")
         cond = {"label": np.full((args.num,), args.label, np.int32)}
     if args.guidance != 1.0:  # the task's model is guided; labels drawn uniformly unless --label fixes one
         cond = cond or {k: v.astype(np.int32) for k, v in task.conditioning(args.num, args.seed).items()}
@@ -169,7 +190,10 @@ def _sample(args) -> int:
     x = np.concatenate(out)
     os.makedirs(args.out, exist_ok=True)
     npz, png = os.path.join(args.out, "samples.npz"), os.path.join(args.out, "samples.png")
-    np.savez_compressed(npz, samples=x, noise=np.asarray(noise), ts=np.asarray(ts), nfe=nfe, **cond)
+    from jaxsample._files import atomic_write
+
+    with atomic_write(npz) as f:
+        np.savez_compressed(f, samples=x, noise=np.asarray(noise), ts=np.asarray(ts), nfe=nfe, **cond)
     _save_grid(x, png)
     print(f"{len(x)} samples at NFE {nfe}: {npz}, {png}")
     return 0
@@ -183,7 +207,10 @@ def _load_config(path: str, overrides):
         raise CLIError(f"--config {path!r} does not exist")
     spec = importlib.util.spec_from_file_location(f"_jaxsample_config_{abs(hash(path))}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise CLIError(f"--config {path!r} is not valid Python: {e.msg} (line {e.lineno})") from None
     if not hasattr(module, "get_config"):
         raise CLIError(f"--config {path!r} must define get_config()")
     config = module.get_config()
@@ -231,9 +258,12 @@ def _distill(args) -> int:
             config_path = str(options[0])
     config = _load_config(config_path, args.set)
     print(f"distill {args.method}: config {config_path}, workdir {args.workdir}", flush=True)
-    experiment.run(module.train_and_evaluate, config, args.workdir, coordinator_address=args.coordinator_address,
-                   num_processes=args.num_processes, process_id=args.process_id,
-                   distributed_auto=args.distributed_auto)
+    try:  # validates the config (experiment.validate_config) before the study starts
+        experiment.run(module.train_and_evaluate, config, args.workdir, coordinator_address=args.coordinator_address,
+                       num_processes=args.num_processes, process_id=args.process_id,
+                       distributed_auto=args.distributed_auto)
+    except experiment.ConfigError as e:
+        raise CLIError(f"--config/--set: {e}") from None
     return 0
 
 
@@ -257,10 +287,12 @@ def _demo(args) -> int:
 
     if args.samples is not None and args.samples < 1:
         raise CLIError(f"--samples must be a positive integer, got {args.samples}")
+    out = args.out or ("out/demo_mixture" if args.setting == "mixture" else "out/demo")
+    _check_out(out)
     if args.setting == "mixture":
-        demo.run_mixture(args.out or "out/demo_mixture", num_samples=args.samples or 512)
+        demo.run_mixture(out, num_samples=args.samples or 512)
     else:
-        demo.run(args.out or "out/demo", num_samples=args.samples)
+        demo.run(out, num_samples=args.samples)
     return 0
 
 
@@ -294,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "experiments/teachers, or gmm (the Gaussian-mixture benchmark) (default: digits_vp)")
     p.add_argument("--solver", help="a solver name (jaxsample list)")
     p.add_argument("--solver-file", help="a learned solver saved as .npz (e.g. by jaxsample distill bns)")
-    p.add_argument("--nfe", type=int, default=8, help="model evaluations (with --solver; default: 8)")
+    p.add_argument("--nfe", type=int, help="model evaluations (default: 8 with --solver; with --solver-file, "
+                                            "the file's, which --nfe must match if given)")
     p.add_argument("--grid", default="quadratic", choices=GRIDS, help="time grid (with --solver; default: quadratic)")
     p.add_argument("--num", type=int, default=64, help="number of samples (default: 64)")
     p.add_argument("--batch", type=int, default=512, help="samples per jitted call (default: 512)")

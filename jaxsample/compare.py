@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsample._files import save_figure
 from jaxsample.grids import get_grid
 from jaxsample.metrics import psnr
 from jaxsample.models import GaussianMixture
@@ -259,5 +260,5 @@ def plot_psnr_vs_nfe(panels: Mapping[str, Sequence[dict]], filename: str, title:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(filename, dpi=120)
+    save_figure(fig, filename, dpi=120)
     plt.close(fig)

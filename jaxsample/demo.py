@@ -15,13 +15,13 @@ eps model; rectified flow with a velocity model), with the samples' exact log-li
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Optional
 
 from jaxsample import compare
 from jaxsample._assets import ASSETS_DIR, asset_path
+from jaxsample._files import save_figure, write_json
 from jaxsample.distill import bns
 
 NFES = (4, 6, 8, 10, 16, 32)
@@ -78,8 +78,7 @@ def run_mixture(out_dir: str = "out/demo_mixture", num_samples: int = 512, nfes=
     compare.plot_psnr_vs_nfe(panels, plot, title=f"jaxsample solvers on a {gmm.dim}-d Gaussian mixture")
     results = {"rows": [r for rows in panels.values() for r in rows], "best": summary,
                "seconds": time.perf_counter() - t0, "num_samples": num_samples}
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    write_json(os.path.join(out_dir, "results.json"), results)
     if not quiet:
         print(f"\nwrote {plot} and {os.path.join(out_dir, 'results.json')} in {results['seconds']:.0f} s")
     return results
@@ -137,7 +136,7 @@ def _save_sample_grid(rows: dict, filename: str, num: int = 12) -> None:
         ax.set_xticks([]), ax.set_yticks([])
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.subplots_adjust(left=2.3 / (num * 0.55 + 2.4), right=0.99, top=0.99, bottom=0.01, hspace=0.08)
-    fig.savefig(filename, dpi=110)
+    save_figure(fig, filename, dpi=110)
     plt.close(fig)
 
 
@@ -209,8 +208,7 @@ def run(out_dir: str = "out/demo", num_samples: Optional[int] = None, nfes=DIGIT
     results = {"teacher": DIGITS_TEACHER, "num_samples": n, "rows": rows, "reference_fd": reference_fd,
                "best_classical": {k: (v["solver"], round(v["psnr_db"], 2)) for k, v in best.items()},
                "seconds": time.perf_counter() - t0}
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    write_json(os.path.join(out_dir, "results.json"), results)
     if not quiet:
         print(f"\nwrote {plot}, {grid_png} and {os.path.join(out_dir, 'results.json')} in "
               f"{results['seconds']:.0f} s")

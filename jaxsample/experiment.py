@@ -14,26 +14,86 @@ with ``--config.FIELD=VALUE``), ``--workdir DIR`` (checkpoints and results; re-r
 and the multi-host flags of :func:`jaxsample.parallel.define_flags` (``--coordinator_address``,
 ``--num_processes``, ``--process_id``, ``--distributed_auto``), with which it calls
 ``jax.distributed.initialize`` before any JAX computation. ``jaxsample distill METHOD`` parses
-the same options with argparse (:func:`add_multihost_arguments`) and calls the same :func:`run`.
+the same options with argparse (:func:`add_multihost_arguments`) and calls the same :func:`run`,
+which checks the fields the studies share (:func:`validate_config`) before any work.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Optional
 
-__all__ = ["main", "run", "add_multihost_arguments"]
+__all__ = ["main", "run", "validate_config", "ConfigError", "add_multihost_arguments"]
+
+#: Fields that name a time grid (:data:`jaxsample.grids.GRIDS`), alone or as a tuple.
+_GRID_FIELDS = ("grid", "init_grid", "bns_init_grid", "plugin_grid", "calibration_grid")
+_GRID_TUPLE_FIELDS = ("grids", "baseline_grids")
+#: Fields that must be positive integers, alone or as a non-empty tuple.
+_POSITIVE_FIELDS = ("num_train", "num_val", "num_test", "num_eval", "num_samples", "batch_size",
+                    "calibration_samples", "calibration_batch_size", "calibration_steps")
+_POSITIVE_TUPLE_FIELDS = ("nfes",)
+
+
+class ConfigError(ValueError):
+    """A study config with a field out of range (raised by :func:`validate_config`)."""
+
+
+def _is_positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _is_tuple_of(ok):
+    return lambda value: isinstance(value, (tuple, list)) and all(map(ok, value))
+
+
+def validate_config(config) -> None:
+    """Check the fields the studies share, whichever of them ``config`` has, so that a bad value
+    fails before any work rather than deep inside a study: ``setting`` (a key of
+    :data:`jaxsample.compare.BENCHMARK_SETTINGS`), the grid fields (names of
+    :data:`jaxsample.grids.GRIDS`), ``nfes`` (a non-empty tuple of positive integers) and the
+    sizes ``num_train``, ``num_val``, ``num_test``, ``batch_size``, ... (positive integers).
+
+    Builds ``BENCHMARK_SETTINGS``, a JAX computation: call it after multi-host start-up (as
+    :func:`run` does).
+
+    Raises:
+        ConfigError: naming the field (``config.FIELD``), what it must be, and its value.
+    """
+    from jaxsample import compare, grids
+
+    def check(field, ok, expected):
+        if field in config and not ok(config[field]):
+            raise ConfigError(f"config.{field} must be {expected}, got {config[field]!r}")
+
+    settings = sorted(compare.BENCHMARK_SETTINGS)
+    check("setting", lambda v: v in settings, f"one of {settings}")
+    names = sorted(grids.GRIDS)
+    for field in _GRID_FIELDS:
+        check(field, lambda v: v in names, f"one of {names}")
+    for field in _GRID_TUPLE_FIELDS:
+        check(field, _is_tuple_of(lambda g: g in names), f"a tuple of grid names from {names}")
+    for field in _POSITIVE_FIELDS:
+        check(field, _is_positive_int, "a positive integer")
+    for field in _POSITIVE_TUPLE_FIELDS:
+        check(field, lambda v: _is_tuple_of(_is_positive_int)(v) and len(v) > 0,
+              "a non-empty tuple of positive integers")
 
 
 def run(train_and_evaluate: Callable, config, workdir: str, *, coordinator_address: Optional[str] = None,
         num_processes: Optional[int] = None, process_id: Optional[int] = None, distributed_auto: bool = False):
     """Initialise multi-host JAX if asked (:func:`jaxsample.parallel.initialize`, before any JAX
-    computation), then return ``train_and_evaluate(config, workdir)``."""
+    computation), check ``config`` (:func:`validate_config`), then return
+    ``train_and_evaluate(config, workdir)``.
+
+    Raises:
+        ConfigError: from :func:`validate_config`, before the study starts.
+    """
     from absl import logging
 
     from jaxsample import parallel
 
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
     parallel.initialize(coordinator_address, num_processes, process_id, auto=distributed_auto)
+    validate_config(config)
     return train_and_evaluate(config, workdir)
 
 
@@ -68,7 +128,10 @@ def main(train_and_evaluate: Callable, *, workdir_help: str = "Directory for che
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
         f = flags.FLAGS
-        run(train_and_evaluate, f.config, f.workdir, coordinator_address=f.coordinator_address,
-            num_processes=f.num_processes, process_id=f.process_id, distributed_auto=f.distributed_auto)
+        try:
+            run(train_and_evaluate, f.config, f.workdir, coordinator_address=f.coordinator_address,
+                num_processes=f.num_processes, process_id=f.process_id, distributed_auto=f.distributed_auto)
+        except ConfigError as e:
+            raise app.UsageError(str(e)) from None
 
     app.run(_main)

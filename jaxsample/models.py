@@ -131,14 +131,19 @@ class Model(eqx.Module):
             raise ValueError(f"path must be a jaxsample AbstractPath, got {type(self.path).__name__}")
 
     def __call__(self, x, t, **cond):
-        return self.fn(x, t, **cond)
+        """``fn(x, t, **cond)`` in ``x``'s dtype: a bfloat16 network's output is cast up to the
+        solver's float32, a float64 function's down to float32 noise (the dtype rule of
+        :func:`~jaxsample.sampling.sample`)."""
+        out = self.fn(x, t, **cond)
+        dtype = getattr(x, "dtype", None)
+        return out if dtype is None or getattr(out, "dtype", dtype) == dtype else jnp.asarray(out, dtype)
 
     def predict(self, target: str, x, t, **cond):
         """The prediction of type ``target`` at (x, t)."""
-        return convert_prediction(self.path, self.fn(x, t, **cond), x, t, self.prediction, target)
+        return convert_prediction(self.path, self(x, t, **cond), x, t, self.prediction, target)
 
     def x0_and_eps(self, x, t, **cond):
-        return to_x0_eps(self.path, self.prediction, self.fn(x, t, **cond), x, t)
+        return to_x0_eps(self.path, self.prediction, self(x, t, **cond), x, t)
 
     def eps(self, x, t, **cond):
         return self.predict("eps", x, t, **cond)

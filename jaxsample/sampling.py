@@ -29,7 +29,8 @@ from jaxsample.models import Model
 from jaxsample.solvers._base import AbstractSolver
 from jaxsample.solvers.diffrax_interop import ProbabilityFlow
 
-__all__ = ["sample", "reference_sample", "sample_keys", "initial_noise", "count_model_calls"]
+__all__ = ["sample", "reference_sample", "sample_keys", "initial_noise", "count_model_calls", "as_key",
+           "solve_dtype"]
 
 
 def sample_keys(key, batch_size: int):
@@ -45,10 +46,12 @@ def sample_keys(key, batch_size: int):
     return jax.vmap(lambda k: jax.random.fold_in(key, k))(jnp.arange(batch_size))
 
 
-def initial_noise(key, shape, dtype=jnp.float32):
+def initial_noise(key, shape, dtype=None):
     """Standard-normal noise of ``shape`` (batch first), drawn per sample from ``key``.
 
     Sample k's noise depends only on ``key`` and k, so a larger batch extends a smaller one.
+    ``dtype`` defaults to JAX's default float (float32; float64 under ``jax_enable_x64``);
+    ``key`` may be a key, a legacy ``PRNGKey`` or an integer seed.
 
     Example:
         >>> import jax
@@ -58,8 +61,45 @@ def initial_noise(key, shape, dtype=jnp.float32):
         >>> bool((small == large[:4]).all())
         True
     """
-    keys = sample_keys(key, shape[0])
+    dtype = jnp.zeros(()).dtype if dtype is None else dtype
+    keys = sample_keys(as_key(key), shape[0])
     return jax.vmap(lambda k: jax.random.normal(k, tuple(shape[1:]), dtype))(keys)
+
+
+def as_key(key, batch_size: Optional[int] = None, name: str = "key"):
+    """A typed PRNG key from a key, a legacy ``jax.random.PRNGKey`` (uint32 data) or an integer
+    seed; with ``batch_size``, also per-sample keys (typed keys of shape ``(batch_size,)`` or
+    legacy key data of shape ``(batch_size, 2)``) are accepted as they are.
+
+    Example:
+        >>> import jax
+        >>> from jaxsample.sampling import as_key
+        >>> bool(as_key(0) == jax.random.key(0)), bool(as_key(jax.random.PRNGKey(0)) == jax.random.key(0))
+        (True, True)
+    """
+    expected = (f"{name} must be a jax.random.key, a jax.random.PRNGKey or an integer seed"
+                + ("" if batch_size is None else f", or per-sample keys of shape ({batch_size},)"))
+    if isinstance(key, (bool, np.bool_)):
+        raise ValueError(f"{expected}; got {key!r}")
+    if isinstance(key, (int, np.integer)):
+        return jax.random.key(int(key))
+    if not hasattr(key, "dtype") or not hasattr(key, "shape"):
+        raise ValueError(f"{expected}; got {type(key).__name__}")
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.ndim == 0 or (batch_size is not None and key.shape == (batch_size,)):
+            return key
+        raise ValueError(f"{expected}; got a key array of shape {key.shape}")
+    if key.dtype == jnp.uint32 and (key.shape == (2,) or (batch_size is not None and key.shape == (batch_size, 2))):
+        return jax.random.wrap_key_data(key)
+    if jnp.issubdtype(key.dtype, jnp.integer) and key.ndim == 0:
+        return jax.random.key(key)
+    raise ValueError(f"{expected}; got an array of dtype {key.dtype} and shape {key.shape}")
+
+
+def solve_dtype(dtype):
+    """The dtype solvers compute in for noise of ``dtype``: at least float32 (half-precision noise
+    is solved in float32 and the samples returned in its dtype), float64 under ``jax_enable_x64``."""
+    return jnp.promote_types(dtype, jnp.float32)
 
 
 def _check_model_and_noise(model, noise, ts, cond, name="noise"):
@@ -71,10 +111,11 @@ def _check_model_and_noise(model, noise, ts, cond, name="noise"):
         raise ValueError(f"{name} must have a leading batch axis of size >= 1, got shape {noise.shape}")
     if not jnp.issubdtype(noise.dtype, jnp.floating):
         raise ValueError(f"{name} must be a floating-point array, got dtype {noise.dtype}")
-    t = jax.ShapeDtypeStruct((), noise.dtype)
-    x = jax.ShapeDtypeStruct(noise.shape, noise.dtype)
+    dtype = solve_dtype(noise.dtype)
+    t = jax.ShapeDtypeStruct((), dtype)
+    x = jax.ShapeDtypeStruct(noise.shape, dtype)
     try:
-        out = jax.eval_shape(lambda x, t: model.fn(x, t, **cond), x, t)
+        out = jax.eval_shape(lambda x, t: model(x, t, **cond), x, t)
     except Exception as err:  # the model's own shape error, re-raised naming the argument
         raise ValueError(f"{name} of shape {noise.shape} is rejected by the model: {err}") from err
     if getattr(out, "shape", None) != noise.shape:
@@ -94,10 +135,14 @@ def sample(model: Model, solver: AbstractSolver, ts, noise, *, key=None, cond: O
         model: a :class:`~jaxsample.models.Model`.
         solver: an :class:`~jaxsample.solvers.AbstractSolver`.
         ts: strictly decreasing times, ``ts[0]`` high noise; ``len(ts) - 1`` steps.
-        noise: standard-normal noise with a leading batch axis.
-        key: required by stochastic solvers; per-sample keys are ``fold_in(key, k)``
-            so results do not depend on the batch size. A key array of shape
-            ``(batch,)`` is used as the per-sample keys directly.
+        noise: standard-normal noise with a leading batch axis. Its dtype sets the arithmetic:
+            the solver runs in ``promote_types(noise.dtype, float32)`` (bfloat16 or float16
+            noise is solved in float32; float64 needs ``jax_enable_x64``), the model's output is
+            cast to that dtype (so a bfloat16 network works with float32 solver arithmetic),
+            and the samples come back in the noise's dtype.
+        key: required by stochastic solvers (a key, a legacy ``PRNGKey`` or an integer seed);
+            per-sample keys are ``fold_in(key, k)`` so results do not depend on the batch size.
+            A key array of shape ``(batch,)`` is used as the per-sample keys directly.
         cond: keyword arguments passed to the model (e.g. class labels).
         return_trajectory: also return all states, shape ``(len(ts), *noise.shape)``.
         checkpoint: rematerialise each step in the backward pass (``jax.checkpoint``),
@@ -135,23 +180,21 @@ def sample(model: Model, solver: AbstractSolver, ts, noise, *, key=None, cond: O
     if solver.is_stochastic:
         if key is None:
             raise ValueError(f"key is required: {type(solver).__name__} is stochastic")
-        if jnp.ndim(key) == 0:
+        key = as_key(key, noise.shape[0])
+        if key.ndim == 0:
             key = sample_keys(key, noise.shape[0])
-        elif key.shape != noise.shape[:1]:
-            raise ValueError(f"key must be a single key or per-sample keys of shape {noise.shape[:1]}, "
-                             f"got shape {key.shape}")
     else:
         key = None
-    ts = jnp.asarray(ts, noise.dtype)
+    out_dtype, dtype = noise.dtype, solve_dtype(noise.dtype)
+    ts, noise = jnp.asarray(ts, dtype), jnp.asarray(noise, dtype)
     if mesh is None:
-        return _sample(model, solver, ts, noise, key, cond, return_trajectory, checkpoint, check_finite)
-    (noise, key, cond), size = _shard(mesh, (noise, key, cond))
-    out = _sample(model, solver, ts, noise, key, cond, return_trajectory, checkpoint, check_finite)
-    if noise.shape[0] == size:  # no padding: keep the result sharded as it is
-        return out
-    if return_trajectory:
-        return out[0][:size], out[1][:, :size]
-    return out[:size]
+        out = _sample(model, solver, ts, noise, key, cond, return_trajectory, checkpoint, check_finite)
+    else:
+        (noise, key, cond), size = _shard(mesh, (noise, key, cond))
+        out = _sample(model, solver, ts, noise, key, cond, return_trajectory, checkpoint, check_finite)
+        if noise.shape[0] != size:  # padded: cut the padding (else keep the result sharded as it is)
+            out = (out[0][:size], out[1][:, :size]) if return_trajectory else out[:size]
+    return jax.tree_util.tree_map(lambda a: a.astype(out_dtype), out) if out_dtype != dtype else out
 
 
 def _shard(mesh, batch):
@@ -209,7 +252,7 @@ def reference_sample(model: Model, noise, *, t_start=None, t_end=None, cond: Opt
 
     Each sample is solved on its own (vmapped), so the answer does not depend on the
     batch it is in. Runs in float64 when the caller has enabled x64 and passes
-    float64 noise.
+    float64 noise; the dtype rule is :func:`sample`'s.
 
     Args:
         model: the model; integrates ``dx/dt = model.velocity(x, t)``.
@@ -241,16 +284,19 @@ def reference_sample(model: Model, noise, *, t_start=None, t_end=None, cond: Opt
     _check_model_and_noise(model, noise, None, cond)
     if solver not in _DIFFRAX_SOLVERS:
         raise ValueError(f"solver must be one of {sorted(_DIFFRAX_SOLVERS)}, got {solver!r}")
+    out_dtype, dtype = noise.dtype, solve_dtype(noise.dtype)
+    noise = jnp.asarray(noise, dtype)
     if save_ts is not None:
         check_grid(path, save_ts, "save_ts")
-        save_ts = jnp.asarray(save_ts, noise.dtype)
+        save_ts = jnp.asarray(save_ts, dtype)
     if mesh is None:
-        return _reference(model, noise, t_start, t_end, cond, solver, rtol, atol, save_ts, max_steps)
-    (noise, cond), size = _shard(mesh, (noise, cond))
-    out = _reference(model, noise, t_start, t_end, cond, solver, rtol, atol, save_ts, max_steps)
-    if noise.shape[0] == size:
-        return out
-    return out[:size] if save_ts is None else out[:, :size]
+        out = _reference(model, noise, t_start, t_end, cond, solver, rtol, atol, save_ts, max_steps)
+    else:
+        (noise, cond), size = _shard(mesh, (noise, cond))
+        out = _reference(model, noise, t_start, t_end, cond, solver, rtol, atol, save_ts, max_steps)
+        if noise.shape[0] != size:
+            out = out[:size] if save_ts is None else out[:, :size]
+    return out.astype(out_dtype)
 
 
 @eqx.filter_jit
@@ -296,7 +342,7 @@ def count_model_calls(model: Model, solver: AbstractSolver, ts, noise, *, key=No
 
     def counted(x, t, **c):
         jax.debug.callback(bump, ordered=True)
-        return model.fn(x, t, **c)
+        return model(x, t, **c)
 
     counting = Model(jax.tree_util.Partial(counted), model.path, model.prediction)
     out = sample(counting, solver, ts, noise, key=key, cond=cond)

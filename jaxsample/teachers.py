@@ -174,7 +174,13 @@ def _model_from_card(card: dict, params) -> Model:
 
 def load_teacher_from_card(card_path) -> Model:
     """A teacher you trained with ``experiments/teachers/main.py``, from its ``.json`` card (the
-    weights file named in the card sits next to it), as a :class:`~jaxsample.models.Model`."""
+    weights file named in the card sits next to it), as a :class:`~jaxsample.models.Model`.
+
+    Raises:
+        ValueError: if the card does not exist, lacks an entry of a generative teacher card
+            (``module``, ``net``, ``weights_file``, ``path``, ``prediction``, ``config``), or its
+            weights file does not exist.
+    """
     import os
 
     card_path = os.fspath(card_path)
@@ -182,10 +188,13 @@ def load_teacher_from_card(card_path) -> Model:
         raise ValueError(f"card_path {card_path!r} does not exist (expected a teacher card, NAME.json)")
     with open(card_path) as f:
         card = json.load(f)
-    missing = [k for k in ("module", "net", "weights_file", "path", "prediction") if k not in card]
+    missing = [k for k in ("module", "net", "weights_file", "path", "prediction", "config") if k not in card]
     if missing:
         raise ValueError(f"card_path {card_path!r} is not a generative teacher card: it lacks {missing}")
     weights = os.path.join(os.path.dirname(os.path.abspath(card_path)), card["weights_file"])
+    if not os.path.isfile(weights):
+        raise ValueError(f"card_path {card_path!r} names the weights file {card['weights_file']!r}, but {weights!r} "
+                         f"does not exist (it must sit next to the card)")
     with open(weights, "rb") as f:
         return _model_from_card(card, _restore(f.read()))
 

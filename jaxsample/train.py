@@ -41,6 +41,7 @@ import numpy as np
 import optax
 
 from jaxsample import parallel
+from jaxsample._files import read_jsonl, write_jsonl
 
 __all__ = [
     "TrainState",
@@ -230,23 +231,23 @@ def restore_checkpoint(directory, state: TrainState, step: Optional[int] = None)
 
 
 def read_metrics(workdir) -> list:
-    """The records of ``workdir/metrics.jsonl`` as a list of dicts."""
-    path = os.path.join(os.fspath(workdir), "metrics.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The records of ``workdir/metrics.jsonl`` as a list of dicts (a damaged line, e.g. torn by a
+    crash during an append, is dropped with a warning)."""
+    return read_jsonl(os.path.join(os.fspath(workdir), "metrics.jsonl"))
 
 
 def _truncate_metrics(workdir, step):
-    """Drop records past ``step`` (left by a run that stopped after its last checkpoint)."""
+    """Drop records past ``step`` (left by a run that stopped after its last checkpoint) and
+    damaged lines; the file is rewritten atomically."""
     path = os.path.join(os.fspath(workdir), "metrics.jsonl")
+    if not os.path.exists(path):
+        return
     records = read_metrics(workdir)
     kept = [r for r in records if r.get("step", 0) <= step]
-    if len(kept) != len(records):
-        with open(path, "w") as f:
-            for r in kept:
-                f.write(json.dumps(r) + "\n")
+    with open(path) as f:
+        lines = sum(1 for line in f if line.strip())
+    if len(kept) != lines:
+        write_jsonl(path, kept)
 
 
 def _check_positive_int(name, value, allow_none=False):
@@ -359,6 +360,26 @@ def fit(
     return state, history
 
 
+def _recover_validation(log, workdir, state, score, checked, key, targets):
+    """Score again every checkpoint of an evaluation step that the validation log lacks (a log
+    damaged or lost by a crash, reported by :func:`~jaxsample._files.read_jsonl`), so that the
+    resumed run picks the same best iterate as an uninterrupted one."""
+    directory = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(directory):
+        return log
+    with _manager(directory) as mngr:
+        saved = set(mngr.all_steps())
+    missing = [s for s in targets if s in saved and not any(r["step"] == s for r in log)]
+    if missing:
+        import warnings
+
+        warnings.warn(f"{workdir}/validation.jsonl lacks step(s) {missing} that have checkpoints: "
+                      f"scoring them again", RuntimeWarning, stacklevel=3)
+    for s in missing:
+        log.append({"step": s, key: checked(score(restore_checkpoint(directory, state, step=s).params), s)})
+    return sorted(log, key=lambda r: r["step"])
+
+
 def fit_with_validation(
     state: TrainState,
     loss_fn: Callable,
@@ -412,17 +433,17 @@ def fit_with_validation(
         return value
 
     val_file = None if workdir is None else os.path.join(workdir, "validation.jsonl")
-    log = []
-    if val_file is not None and os.path.exists(val_file):
-        with open(val_file) as f:
-            log = [json.loads(line) for line in f if line.strip()]
+    read = [] if val_file is None else [r for r in read_jsonl(val_file) if "step" in r and key in r]
     init = checked(score(state.params), 0)
-    if not log:
-        log = [{"step": 0, key: init}]
+    log = ([] if any(r["step"] == 0 for r in read) else [{"step": 0, key: init}]) + read
     best_step, best_params = 0, state.params  # the best iterate held in memory
+    targets = list(range(eval_every, num_steps, eval_every)) + [num_steps]
+    if val_file is not None:
+        log = _recover_validation(log, workdir, state, score, checked, key, targets)
+        if log != read and len(log) > 1 and main:  # repaired: write it back whole
+            write_jsonl(val_file, log)
 
     bar = tqdm(total=num_steps, disable=not (progress and main), desc=desc, dynamic_ncols=True)
-    targets = list(range(eval_every, num_steps, eval_every)) + [num_steps]
     for k, target in enumerate(targets):
         state, _ = fit(state, loss_fn, batch_fn, num_steps=target, workdir=workdir,
                        checkpoint_every=eval_every if workdir else None, max_to_keep=None,
@@ -436,8 +457,7 @@ def fit_with_validation(
             best_step, best_params = step, state.params
         log.append({"step": step, key: value})
         if val_file is not None and main:
-            with open(val_file, "w") as f:
-                f.writelines(json.dumps(r) + "\n" for r in log)
+            write_jsonl(val_file, log)
         bar.set_postfix(val=f"{value:.4g}", best=f"{pick(r[key] for r in log):.4g}")
     bar.close()
     best = pick(log, key=lambda r: r[key])

@@ -116,6 +116,71 @@ def test_non_finite_samples_are_not_silent(setup):
         js.sample(bad, js.euler(), js.uniform(path, 4), noise)
 
 
+def test_non_finite_samples_under_the_users_own_jit_say_the_same(setup):
+    """Under ``jax.jit`` the check surfaces as XLA's runtime error, carrying the same message."""
+    gmm, _, _, noise = setup
+    path = js.RectifiedFlow()
+    bad = gmm.model(path, "eps")
+    with pytest.raises(Exception, match="sample: ExplicitRungeKutta produced NaN or inf samples"):
+        jax.block_until_ready(jax.jit(lambda n: js.sample(bad, js.euler(), js.uniform(path, 4), n))(noise))
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_half_precision_noise_is_solved_in_float32(setup, dtype):
+    """The dtype rule: arithmetic in promote_types(noise dtype, float32), samples in the noise's dtype."""
+    _, model, ts, noise = setup
+    half = noise.astype(dtype)
+    x = js.sample(model, js.heun(), ts, half)
+    assert x.dtype == dtype
+    want = js.sample(model, js.heun(), ts, half.astype(jnp.float32))  # same noise, float32 throughout
+    np.testing.assert_array_equal(np.asarray(x, np.float32), np.asarray(want.astype(dtype), np.float32))
+    assert js.reference_sample(model, half).dtype == dtype
+
+
+def test_a_bfloat16_model_runs_with_float32_solver_arithmetic(setup):
+    gmm, _, ts, noise = setup
+    # an x0 network: an eps network in bfloat16 is ill-conditioned near alpha = 0 (x0 = (x - sigma eps) / alpha)
+    model = gmm.model(js.VPCosine(), "x0")
+    bf16 = js.Model(lambda x, t: model(x, t).astype(jnp.bfloat16), model.path, "x0")  # bfloat16 outputs
+    x = js.sample(bf16, js.dpm_solver_pp_2m(), ts, noise)
+    assert x.dtype == jnp.float32
+    # bfloat16 has 8 bits of mantissa: the samples agree with the float32 model's to about 1e-2
+    np.testing.assert_allclose(x, js.sample(model, js.dpm_solver_pp_2m(), ts, noise), atol=5e-2)
+
+
+def test_under_x64_float32_noise_and_a_float64_model_mix(setup):
+    gmm, _, _, noise = setup
+    with jax.enable_x64(True):
+        gmm64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), gmm)
+        model64 = gmm64.model(js.VPCosine(), "eps")
+        assert js.initial_noise(jax.random.key(1), (8, 4)).dtype == jnp.float64  # the default float
+        ts = js.logsnr_uniform(model64.path, 6)
+        x32 = js.sample(model64, js.heun(), ts, noise)
+        x64 = js.sample(model64, js.heun(), ts, noise.astype(jnp.float64))
+        assert x32.dtype == jnp.float32 and x64.dtype == jnp.float64
+        np.testing.assert_allclose(x32, x64, rtol=1e-4, atol=1e-5)
+        ref32 = js.reference_sample(model64, noise, rtol=1e-5, atol=1e-5)
+        assert ref32.dtype == jnp.float32
+        np.testing.assert_allclose(ref32, js.reference_sample(model64, noise.astype(jnp.float64), rtol=1e-5,
+                                                              atol=1e-5), rtol=1e-4, atol=1e-5)
+
+
+def test_keys_may_be_typed_legacy_or_integer_seeds(setup):
+    _, model, ts, noise = setup
+    run = lambda key: js.sample(model, js.ddpm_ancestral(), ts, noise, key=key)  # noqa: E731
+    want = run(jax.random.key(7))
+    for key in (jax.random.PRNGKey(7), 7, np.int64(7), jnp.asarray(7)):
+        np.testing.assert_array_equal(run(key), want)
+    per_sample = js.sample_keys(jax.random.key(7), 8)
+    np.testing.assert_array_equal(run(jax.random.key_data(per_sample)), want)  # legacy (8, 2) key data
+    np.testing.assert_array_equal(js.initial_noise(3, (8, 4)), js.initial_noise(jax.random.key(3), (8, 4)))
+    for bad, words in [(True, "got True"), ("7", "got str"), (jnp.zeros((3, 2), jnp.uint32), r"shape \(3, 2\)"),
+                       (jnp.zeros(2), "dtype float32"), (js.sample_keys(jax.random.key(0), 3), r"shape \(3,\)")]:
+        with pytest.raises(ValueError, match="key must be a jax.random.key, a jax.random.PRNGKey or an integer "
+                                             f"seed.*{words}"):
+            run(bad)
+
+
 def test_reference_is_batch_independent(setup):
     _, model, _, noise = setup
     full = js.reference_sample(model, noise)

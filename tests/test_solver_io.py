@@ -66,6 +66,41 @@ def test_damaged_files_are_clear_errors(bns4, tmp_path):
     (tmp_path / "text.npz").write_text("not an archive")
     with pytest.raises(ValueError, match="not a jaxsample solver file"):
         js.load_solver(str(tmp_path / "text.npz"))
+    # every other damage is the same exception, naming the file
+    def with_header(name, **change):
+        h = dict(json.loads(arrays["header"].tobytes().decode()), **change)
+        np.savez(tmp_path / name, **dict(arrays, header=np.frombuffer(json.dumps(h).encode(), np.uint8)))
+        return str(tmp_path / name)
+    fields = json.loads(arrays["header"].tobytes().decode())["fields"]
+    cases = {
+        with_header("nofields.npz", fields=None): "cannot rebuild its BespokeNonStationary",
+        with_header("extra.npz", fields=dict(fields, bogus=1)): "cannot rebuild its BespokeNonStationary",
+        with_header("badfield.npz", fields=dict(fields, field="noise")): "cannot rebuild its BespokeNonStationary",
+        str(tmp_path / "missing.npz"): "does not exist",
+    }
+    np.savez(tmp_path / "noarray.npz", **{k: v for k, v in arrays.items() if k != "b"})
+    cases[str(tmp_path / "noarray.npz")] = "lacks the array 'b'"
+    blob = open(f, "rb").read()
+    (tmp_path / "torn.npz").write_bytes(blob[: len(blob) // 2])
+    cases[str(tmp_path / "torn.npz")] = "not a jaxsample solver file"
+    for name, message in cases.items():
+        with pytest.raises(ValueError, match=message) as err:
+            js.load_solver(name)
+        assert repr(name) in str(err.value)
+
+
+def test_times_outside_the_models_path_are_refused(tmp_path):
+    flow = js.RectifiedFlow()
+    solver = js.BespokeNonStationary.from_solver(js.euler(), js.VPCosine(), js.edm(js.VPCosine(), 3))
+    f = str(tmp_path / "s.npz")
+    js.save_solver(f, solver)  # no path recorded: only the times can tell
+    model = js.compare.benchmark_mixture(dim=4, num_components=2).model(flow, "velocity")
+    assert float(solver.times[0]) <= flow.t_max  # inside [0, 1]: accepted
+    js.load_solver(f, model=model)
+    far = js.BespokeNonStationary.from_solver(js.euler(), js.VPCosine(), jnp.array([1.5, 0.5, 0.1]))
+    js.save_solver(f, far)
+    with pytest.raises(ValueError, match="times do not fit the model's path"):
+        js.load_solver(f, model=model)
 
 
 def test_a_failed_save_leaves_the_old_file(bns4, tmp_path):

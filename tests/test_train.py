@@ -103,6 +103,39 @@ def test_fit_resume_is_exact(tmp_path):
     chex.assert_trees_all_equal(full.arrays(), again.arrays())
 
 
+@pytest.mark.parametrize("damage", ["torn last line", "empty file", "no file"])
+def test_resume_survives_a_damaged_validation_log(tmp_path, damage):
+    """A validation log torn or lost by a crash is reported, the missing evaluations are scored
+    again from their checkpoints, and the run returns the same best iterate and log as an
+    uninterrupted one (a torn metrics line is dropped with a warning too)."""
+    state = train.TrainState.create({"w": jnp.zeros(())}, optax.sgd(0.3))
+    loss = lambda p, batch, key: (p["w"] - 3.0) ** 2  # noqa: E731
+    score = lambda p: float(abs(p["w"] - 1.5))  # best near w = 1.5: an early iterate  # noqa: E731
+    kw = dict(num_steps=6, eval_every=2, progress=False)
+    want_params, want = train.fit_with_validation(state, loss, lambda s: None, score, **kw)
+    assert want["best_step"] == 2
+    work = tmp_path / "run"
+    train.fit_with_validation(state, loss, lambda s: None, score, workdir=str(work), **kw)
+    log_file = work / "validation.jsonl"
+    lines = log_file.read_text().splitlines()
+    if damage == "torn last line":
+        log_file.write_text("\n".join(lines[:2]) + "\n" + lines[2][:5])
+        with open(work / "metrics.jsonl", "a") as f:
+            f.write('{"step": 7, "lo')
+    elif damage == "empty file":
+        log_file.write_text("")
+    else:
+        log_file.unlink()
+    with pytest.warns(RuntimeWarning, match="validation.jsonl") as caught:
+        params, got = train.fit_with_validation(state, loss, lambda s: None, score, workdir=str(work), **kw)
+    assert got["validation"] == want["validation"] and got["best_step"] == 2
+    chex.assert_trees_all_equal(params, want_params)
+    assert [json.loads(line) for line in log_file.read_text().splitlines()] == want["validation"]
+    if damage == "torn last line":  # the torn metrics line was reported and dropped from the file
+        assert any("metrics.jsonl: dropped damaged line" in str(w.message) for w in caught)
+        assert [r["step"] for r in train.read_metrics(work)] == [2, 4, 6]
+
+
 def test_save_and_restore_checkpoint(tmp_path):
     _, state, loss_fn, batch_fn = _mlp_setup(batch_size=8)
     state, _ = train.train_step(state, batch_fn(0), loss_fn)

@@ -23,7 +23,6 @@ times are recorded.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -31,6 +30,7 @@ import time
 import jax
 import jax.numpy as jnp
 
+from jaxsample._files import write_json, write_text
 from jaxsample import compare, tasks
 from jaxsample.distill import adasde, bns
 from jaxsample.grids import get_grid
@@ -200,10 +200,10 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
         summary = " | ".join(f"{k} FD {row[k]['fd']:.4g}" for k in ("adasde", "adasde_gamma0", "bns", "best_baseline")
                              if k in row)
         print(f"NFE {nfe}: {summary} | {row['seconds']:.0f} s", flush=True)
-        with open(os.path.join(workdir, "results.json"), "w") as f:
-            json.dump({"rows": rows, "config": config.to_dict(), "reference_scores": reference_scores,
-                       "num_test": config.num_test, "teacher_train_seconds": teacher_seconds,
-                       "total_seconds": time.perf_counter() - t_all}, f, indent=1)
+        write_json(os.path.join(workdir, "results.json"),
+                   {"rows": rows, "config": config.to_dict(), "reference_scores": reference_scores,
+                    "num_test": config.num_test, "teacher_train_seconds": teacher_seconds,
+                    "total_seconds": time.perf_counter() - t_all})
     _write_summary(workdir, rows, reference_scores, config)
     return rows
 
@@ -244,5 +244,4 @@ def _write_summary(workdir, rows, reference_scores, config):
         lines.append(f"| {r['nfe']} | {r['grid']} | {r['best_baseline']['solver']} | "
                      f"{r['adasde']['distill_seconds']:.0f} | {r['adasde_gamma0']['distill_seconds']:.0f} | "
                      f"{bns_s} | {gammas} |")
-    with open(os.path.join(workdir, "summary.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_text(os.path.join(workdir, "summary.md"), "\n".join(lines) + "\n")

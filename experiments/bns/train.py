@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsample import compare, parallel, tasks
+from jaxsample._files import atomic_write, write_json
 from jaxsample.distill import bns
 from jaxsample.grids import get_grid
 from jaxsample.models import change_path, equivalent_time
@@ -45,10 +46,9 @@ def _cached_pairs(directory, key: dict, make) -> dict:
             return {k: jnp.asarray(z[k]) for k in z.files if k != "key"}
     out = make()
     os.makedirs(directory, exist_ok=True)
-    tmp = filename + ".tmp.npz"
-    np.savez(tmp, key=np.frombuffer(json.dumps(key, sort_keys=True).encode(), np.uint8),
-             **{k: np.asarray(v) for k, v in out.items()})
-    os.replace(tmp, filename)
+    with atomic_write(filename) as f:
+        np.savez(f, key=np.frombuffer(json.dumps(key, sort_keys=True).encode(), np.uint8),
+                 **{k: np.asarray(v) for k, v in out.items()})
     return out
 
 
@@ -98,7 +98,8 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
     test = pairs(config.num_test, config.seed * 3 + 2)
     digits = task.dataset == "digits"
     if main and config.get("save_test_pairs"):  # e.g. to ship as the demo's ground truth
-        np.savez_compressed(os.path.join(workdir, "test_pairs.npz"), **{k: np.asarray(v) for k, v in test.items()})
+        with atomic_write(os.path.join(workdir, "test_pairs.npz")) as f:
+            np.savez_compressed(f, **{k: np.asarray(v) for k, v in test.items()})
     reference_fd = task.frechet_distance(test["target"]) if digits else None
     pairs_seconds = time.perf_counter() - t0
     classical = compare.baseline_suite(model.path, grids=config.get("baseline_grids") or None)
@@ -167,9 +168,9 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
             print(f"NFE {nfe:3d}: BNS {bns_test:6.2f} dB | best baseline {row['best_baseline']} {base_test:6.2f} dB "
                   f"| gain {row['gain_db']:+.2f} dB{fd_text} | {row['seconds']:.0f} s", flush=True)
     if main:
-        with open(os.path.join(workdir, "results.json"), "w") as f:
-            json.dump({"rows": rows, "config": config.to_dict(), "pairs_seconds": pairs_seconds,
-                       "pairs_generated": sum(generated),
-                       "num_test": config.num_test, "teacher_train_seconds": teacher_seconds,
-                       "num_devices": num_devices, "reference_fd": reference_fd}, f, indent=1)
+        write_json(os.path.join(workdir, "results.json"),
+                   {"rows": rows, "config": config.to_dict(), "pairs_seconds": pairs_seconds,
+                    "pairs_generated": sum(generated),
+                    "num_test": config.num_test, "teacher_train_seconds": teacher_seconds,
+                    "num_devices": num_devices, "reference_fd": reference_fd})
     return rows

@@ -13,6 +13,7 @@ import time
 import jax
 import jax.numpy as jnp
 
+from jaxsample._files import write_json
 from jaxsample import data, objectives, teachers, train
 from jaxsample.distill import catch_up
 
@@ -59,8 +60,7 @@ def main():
         out[name] = {m: {"seconds_per_step": s, "relative_to_flow_matching": s / best["flow_matching"]}
                      for m, s in best.items()}
         print(name, json.dumps(out[name]), flush=True)
-    with open(args.out, "w") as f:
-        json.dump({"results": out, "device": jax.devices()[0].device_kind, "jax_version": jax.__version__}, f, indent=1)
+    write_json(args.out, {"results": out, "device": jax.devices()[0].device_kind, "jax_version": jax.__version__})
 
 
 if __name__ == "__main__":

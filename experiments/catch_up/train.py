@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsample._files import write_json, write_text
 from jaxsample import data, grids, metrics, nets, solvers, tasks, teachers, train
 from jaxsample.distill import catch_up
 from jaxsample.sampling import sample
@@ -119,8 +120,7 @@ def _recorded_seconds(directory, history, seconds):
         with open(record) as f:
             return json.load(f)["train_seconds"]
     os.makedirs(directory, exist_ok=True)
-    with open(record, "w") as f:
-        json.dump({"train_seconds": seconds}, f)
+    write_json(record, {"train_seconds": seconds})
     return seconds
 
 
@@ -202,11 +202,11 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
             rows.append(r1)
             print(json.dumps(r1), flush=True)
     table = markdown_table(rows, metric, euler_steps, config.heun_nfe)
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump({"metric": metric, "rows": rows, "floor": floor, "config": config.to_dict(),
-                   "num_eval": config.num_eval, "jax_version": jax.__version__}, f, indent=1)
-    with open(os.path.join(workdir, "results.md"), "w") as f:
-        f.write(f"{metric} ({config.dataset}, init={config.init}, {config.num_steps} steps, batch {config.batch_size}; "
-                f"lower is better; floor {floor})\n\n{table}\n")
+    write_json(os.path.join(workdir, "results.json"),
+               {"metric": metric, "rows": rows, "floor": floor, "config": config.to_dict(),
+                "num_eval": config.num_eval, "jax_version": jax.__version__})
+    write_text(os.path.join(workdir, "results.md"),
+               f"{metric} ({config.dataset}, init={config.init}, {config.num_steps} steps, batch {config.batch_size}; "
+               f"lower is better; floor {floor})\n\n{table}\n")
     print(table, flush=True)
     return rows

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsample._files import save_figure, write_json, write_text
 from jaxsample import solvers as S
 from jaxsample import tasks
 from jaxsample.distill import deis_sn as cal
@@ -73,7 +74,7 @@ def plot_statistic(stats, path, filename, grids_to_mark=None, title=""):
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(filename)
+    save_figure(fig, filename)
     plt.close(fig)
 
 
@@ -177,11 +178,9 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
                              "lam": np.asarray(model.path.lam(stats.times))[idx].tolist(),
                              "num_clamped": stats.num_clamped},
                **extra}
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+    write_json(os.path.join(workdir, "results.json"), summary)
     table = markdown(json.loads(json.dumps(summary)))  # the table of what was written
-    with open(os.path.join(workdir, "results.md"), "w") as f:
-        f.write(table + "\n")
+    write_text(os.path.join(workdir, "results.md"), table + "\n")
     print(table)
     return rows
 

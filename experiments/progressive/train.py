@@ -19,13 +19,13 @@ for each, and PSNR against the ODE solution it approximates.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
 import jax
 import numpy as np
 
+from jaxsample._files import write_json, write_text
 from jaxsample import tasks
 from jaxsample.distill import progressive
 
@@ -194,8 +194,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
                "teacher_train_seconds": teacher_seconds, "teacher_eval_seconds": teacher_eval_seconds,
                "total_distill_seconds": sum(r["train_seconds"] for r in rows), "num_eval": config.num_eval,
                "config": config.to_dict(), "jax_version": jax.__version__}
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    with open(os.path.join(workdir, "results.md"), "w") as f:
-        f.write(markdown(results) + "\n")
+    write_json(os.path.join(workdir, "results.json"), results)
+    write_text(os.path.join(workdir, "results.md"), markdown(results) + "\n")
     return results

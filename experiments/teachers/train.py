@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.teachers import classifier
+from jaxsample._files import atomic_write, save_figure, write_json
 from jaxsample import data, features, metrics, objectives, parallel, sampling, teachers, train
 
 
@@ -88,7 +89,7 @@ def _save_scatter(x, ref, path):
         ax.set_xlim(-2.5, 2.5), ax.set_ylim(-2.5, 2.5), ax.set_aspect("equal"), ax.set_title(title, fontsize=9)
         ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -232,7 +233,7 @@ def train_and_evaluate(config, workdir):
     blob = teachers.serialize_params(jax.tree_util.tree_map(parallel.gather, shipped), config.store_dtype)
     weights_file = f"{name}.msgpack"
     if main:
-        with open(os.path.join(workdir, weights_file), "wb") as f:
+        with atomic_write(os.path.join(workdir, weights_file)) as f:
             f.write(blob)
     params = teachers._restore(blob)  # evaluate exactly what is shipped (float16-rounded)
     recent = [r["loss"] for r in history[-10:]] if history else []
@@ -270,8 +271,7 @@ def train_and_evaluate(config, workdir):
         return card
     card["num_devices"] = num_devices
     card_path = os.path.join(workdir, f"{name}.json")
-    with open(card_path, "w") as f:
-        json.dump(card, f, indent=2)
+    write_json(card_path, card, indent=2)
     if config.export_dir:
         os.makedirs(config.export_dir, exist_ok=True)
         for fname in (weights_file, f"{name}.json", f"{name}_samples.png"):

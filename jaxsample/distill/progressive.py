@@ -60,6 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsample import objectives
+from jaxsample._files import write_json
 from jaxsample.grids import check_grid, get_grid
 from jaxsample.models import Model, expand_to, from_x0_eps
 from jaxsample.paths import AbstractPath
@@ -392,8 +393,7 @@ def progressive_distill(teacher: Model, apply_fn: Callable, batch_fn, *, start_s
             else:
                 if old is not None:
                     info["train_seconds"] += old.get("train_seconds", 0.0)
-                with open(record, "w") as f:
-                    json.dump(info, f)
+                write_json(record, info)
         rounds.append(info)
         students.append(student)
         if on_round_end is not None:

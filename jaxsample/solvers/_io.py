@@ -178,6 +178,12 @@ def load_solver(filename: str, *, model=None, teacher: Optional[str] = None, exp
         model: the model the solver is to be used with: its path must be the recorded one.
         teacher: the teacher's name: must be the recorded one (when one was recorded).
         expect: a class (or tuple of classes) the file must hold.
+
+    Raises:
+        ValueError: for every problem, naming the file and what is wrong: missing or unreadable
+            file, another format or a newer version, unknown class, a missing array, a shape or
+            dtype the header does not promise, non-finite values, fields the class rejects,
+            and, given ``model``/``teacher``, another path or teacher or times outside the path.
     """
     header = read_header(filename)
     cls = _module_class(header["class"], filename)
@@ -190,6 +196,23 @@ def load_solver(filename: str, *, model=None, teacher: Optional[str] = None, exp
     if teacher is not None and header["teacher"] is not None and teacher != header["teacher"]:
         raise ValueError(f"filename {filename!r} holds a solver learned for teacher {header['teacher']!r}, "
                          f"not {teacher!r}")
-    with np.load(filename) as z:
-        arrays = {k: z[k] for k in z.files if k != "header"}
-    return _decode(cls, header["fields"], "", arrays, filename)
+    try:
+        with np.load(filename) as z:
+            arrays = {k: z[k] for k in z.files if k != "header"}
+        solver = _decode(cls, header["fields"], "", arrays, filename)
+    except ValueError as err:
+        if repr(filename) in str(err):
+            raise
+        raise ValueError(f"filename {filename!r}: cannot rebuild its {cls.__name__}: {err}") from err
+    except (KeyError, TypeError, AttributeError, OSError, EOFError) as err:  # a damaged header or archive
+        raise ValueError(f"filename {filename!r}: cannot rebuild its {cls.__name__} "
+                         f"({type(err).__name__}: {err})") from err
+    times = getattr(solver, "times", None)
+    if model is not None and times is not None:
+        from jaxsample.grids import check_grid
+
+        try:
+            check_grid(model.path, np.asarray(times), "times", strict=False)
+        except ValueError as err:
+            raise ValueError(f"filename {filename!r}: the solver's times do not fit the model's path: {err}") from None
+    return solver

@@ -82,6 +82,13 @@ class EulerMaruyama(AbstractSolver):
     ``g`` is infinite where ``alpha = 0`` (e.g. :class:`~jaxsample.paths.RectifiedFlow`
     at ``t = 1``): start such grids below that time (``t_start=0.999``).
     Weak order 1; one model call a step.
+
+    The step is explicit in ``t``: it is stable only while each step's log-SNR change is small,
+    ``|lam'(t) dt| < ~1``. Near ``alpha = 0`` the coefficients change by orders of magnitude
+    within one step: on :class:`~jaxsample.paths.VPCosine` the 8-step EDM grid from ``t = 1`` has
+    ``|lam' dt|`` of 1.4 to 9 on its first steps and the samples blow up (to ~10^3); 32 steps keep
+    it below 0.3. For few steps use the exponential integrators, which solve the linear part
+    exactly (:func:`~jaxsample.solvers.ddpm_ancestral`, :func:`~jaxsample.solvers.dpm_solver_pp_2m_sde`).
     """
 
     is_stochastic: ClassVar[bool] = True
