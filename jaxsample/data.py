@@ -48,6 +48,10 @@ __all__ = [
     "toy_sample",
     "toy_batches",
     "load_digits",
+    "load_fashion_mnist",
+    "read_idx",
+    "FASHION_MNIST_DIR",
+    "FASHION_MNIST_CLASSES",
     "DIGITS_NUM_TRAIN",
     "DIGITS_NUM_TEST",
     "ArrayBatcher",
@@ -176,6 +180,108 @@ def load_digits(split: str = "train", *, size: int = 8, upsample: str = "linear"
             out = jax.image.resize(jnp.asarray(images), (images.shape[0], 16, 16, 1), method="linear")
             images = np.clip(np.asarray(out), -1.0, 1.0)
     return np.array(images, np.float32), np.array(labels, np.int32)
+
+
+# --------------------------------------------------------------------------------------------
+# Fashion-MNIST (Debian's dataset-fashion-mnist IDX files, or a prepared tfds source)
+
+#: Where Debian's ``dataset-fashion-mnist`` package puts the four IDX files.
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot")
+_IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def read_idx(filename: str) -> np.ndarray:
+    """An IDX file (the MNIST format: big-endian header, then the array), plain or ``.gz``.
+
+    Example:
+        >>> import gzip, os, tempfile
+        >>> import numpy as np
+        >>> f = os.path.join(tempfile.mkdtemp(), "labels-idx1-ubyte.gz")
+        >>> with gzip.open(f, "wb") as out:
+        ...     _ = out.write(bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 2, 9]))   # magic, size 3, data
+        >>> read_idx(f)
+        array([7, 2, 9], dtype=uint8)
+    """
+    import gzip
+
+    opener = gzip.open if filename.endswith(".gz") else open
+    with opener(filename, "rb") as f:
+        blob = f.read()
+    if len(blob) < 4 or blob[0] != 0 or blob[1] != 0:
+        raise ValueError(f"filename {filename!r} is not an IDX file (bad magic number)")
+    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    if blob[2] not in dtypes:
+        raise ValueError(f"filename {filename!r}: unknown IDX data type 0x{blob[2]:02x}")
+    ndim = blob[3]
+    shape = tuple(int(d) for d in np.frombuffer(blob, ">i4", ndim, 4))
+    dtype = np.dtype(dtypes[blob[2]])
+    body = blob[4 + 4 * ndim:]
+    if len(body) != dtype.itemsize * int(np.prod(shape)):
+        raise ValueError(f"filename {filename!r}: header says shape {shape}, but the file holds {len(body)} bytes "
+                         f"of data (truncated?)")
+    return np.frombuffer(body, dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _idx_path(directory: str, stem: str):
+    for name in (stem + ".gz", stem):
+        if os.path.isfile(os.path.join(directory, name)):
+            return os.path.join(directory, name)
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def _fashion_arrays(split: str, data_dir, tfds_dir):
+    directories = [data_dir] if data_dir is not None else [os.environ.get("JAXSAMPLE_FASHION_MNIST_DIR"),
+                                                           FASHION_MNIST_DIR]
+    for directory in filter(None, directories):
+        files = [_idx_path(directory, stem) for stem in _IDX_FILES[split]]
+        if all(files):
+            images, labels = (read_idx(f) for f in files)
+            if images.ndim != 3 or labels.shape != images.shape[:1]:
+                raise ValueError(f"{files[0]}: expected (N, 28, 28) images with N labels, got {images.shape} "
+                                 f"and {labels.shape}")
+            return images, labels, f"IDX files in {directory}"
+    try:
+        source = tfds_source("fashion_mnist", split, tfds_dir)
+    except (DatasetNotPreparedError, ImportError) as err:
+        where = " or ".join(repr(d) for d in filter(None, directories))
+        raise DatasetNotPreparedError(
+            f"Fashion-MNIST ({split!r}) was found neither as IDX files in {where} nor as a prepared tfds "
+            f"source: install Debian's package (`apt-get install dataset-fashion-mnist`, files in "
+            f"{FASHION_MNIST_DIR}; or set JAXSAMPLE_FASHION_MNIST_DIR to a folder with the four IDX files), "
+            f"or prepare it with `tfds build fashion_mnist --file_format=array_record` ({err})") from None
+    examples = [source[i] for i in range(len(source))]
+    images = np.stack([np.asarray(e["image"]).reshape(28, 28) for e in examples])
+    labels = np.asarray([e["label"] for e in examples])
+    return images, labels, f"tfds data source {tfds_dir or _default_data_dir(None)!r}"
+
+
+def load_fashion_mnist(split: str = "train", *, data_dir=None, tfds_dir=None, return_source: bool = False):
+    """Fashion-MNIST (Xiao et al. 2017; MIT licence): 28x28 grey images of 10 kinds of clothing,
+    60,000 for training and 10,000 held out, pixels scaled from [0, 255] to [-1, 1].
+
+    Read from the IDX files of Debian's ``dataset-fashion-mnist`` package
+    (:data:`FASHION_MNIST_DIR`, or ``data_dir``, or ``$JAXSAMPLE_FASHION_MNIST_DIR``) when they are
+    there, else from ``tfds.data_source("fashion_mnist")`` prepared in ``tfds_dir``; nothing is
+    downloaded. Neither: :class:`DatasetNotPreparedError` naming both ways to get the data.
+
+    Args:
+        split: ``'train'`` or ``'test'``.
+        return_source: also return a string saying where the data came from.
+
+    Returns:
+        ``(images, labels)``: float32 (N, 28, 28, 1) in [-1, 1] and int32 (N,) numpy arrays.
+    """
+    if split not in _IDX_FILES:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    images, labels, source = _fashion_arrays(split, None if data_dir is None else os.fspath(data_dir),
+                                             None if tfds_dir is None else os.fspath(tfds_dir))
+    x = (images.astype(np.float32) / 127.5 - 1.0)[..., None]
+    out = (x, labels.astype(np.int32))
+    return (*out, source) if return_source else out
 
 
 # --------------------------------------------------------------------------------------------

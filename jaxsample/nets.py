@@ -38,7 +38,8 @@ import jax.numpy as jnp
 from jaxsample.models import Model, check_prediction
 from jaxsample.paths import AbstractPath
 
-__all__ = ["sinusoidal_embedding", "MLP", "UNet", "ResBlock", "DigitsClassifier", "network_model", "guided"]
+__all__ = ["sinusoidal_embedding", "MLP", "UNet", "ResBlock", "PatchTransformer", "DigitsClassifier", "FashionClassifier", "network_model",
+           "guided"]
 
 
 def sinusoidal_embedding(t, dim: int, max_period: float = 10000.0):
@@ -209,6 +210,77 @@ class UNet(nn.Module):
         return nn.Conv(x.shape[-1], (3, 3))(h).astype(x.dtype)
 
 
+class _DiTBlock(nn.Module):
+    """Pre-norm transformer block with adaLN-zero conditioning (Peebles and Xie 2023): the
+    conditioning vector sets each sub-layer's shift, scale and gate (gates start at zero)."""
+
+    dim: int
+    heads: int
+    mlp_ratio: int = 4
+
+    @nn.compact
+    def __call__(self, h, emb):
+        mods = nn.Dense(6 * self.dim, kernel_init=nn.initializers.zeros)(nn.silu(emb))[:, None, :]
+        shift1, scale1, gate1, shift2, scale2, gate2 = jnp.split(mods, 6, axis=-1)
+        norm = lambda z: nn.LayerNorm(use_bias=False, use_scale=False)(z)  # noqa: E731
+        a = norm(h) * (1 + scale1) + shift1
+        h = h + gate1 * nn.MultiHeadDotProductAttention(self.heads, qkv_features=self.dim)(a, a)
+        m = norm(h) * (1 + scale2) + shift2
+        m = nn.Dense(self.dim)(nn.gelu(nn.Dense(self.mlp_ratio * self.dim)(m)))
+        return h + gate2 * m
+
+
+class PatchTransformer(nn.Module):
+    """A small diffusion transformer (DiT-style) for NHWC images: non-overlapping ``patch x patch``
+    tokens, learned position embeddings, ``depth`` adaLN-zero blocks, a linear un-patchify. Its
+    work is dense matmuls, which suit a CPU better than small convolutions.
+
+    Attributes:
+        patch: patch size (height and width must be divisible by it).
+        dim, depth, heads, mlp_ratio: token width, number of blocks, attention heads, MLP ratio.
+        time_embed_dim, time_scale, log_time, num_classes: as in :class:`MLP`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> net = PatchTransformer(patch=4, dim=32, depth=1, heads=2)
+        >>> x = jnp.zeros((2, 8, 8, 1))
+        >>> params = net.init(jax.random.key(0), x, jnp.zeros(2))["params"]
+        >>> net.apply({"params": params}, x, jnp.zeros(2)).shape
+        (2, 8, 8, 1)
+    """
+
+    patch: int = 4
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: int = 4
+    time_embed_dim: int = 128
+    time_scale: float = 1000.0
+    log_time: bool = False
+    num_classes: Optional[int] = None
+
+    @nn.compact
+    def __call__(self, x, t, label=None):
+        if x.ndim != 4:
+            raise ValueError(f"PatchTransformer expects NHWC images of shape (batch, H, W, C), got {x.shape}")
+        b, hh, ww, c = x.shape
+        p = self.patch
+        if hh % p or ww % p:
+            raise ValueError(f"image size {(hh, ww)} must be divisible by patch={p}")
+        emb = _Conditioning(self.time_embed_dim, self.time_scale, self.log_time, self.num_classes)(t, label, b)
+        tokens = x.reshape(b, hh // p, p, ww // p, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, -1, p * p * c)
+        h = nn.Dense(self.dim)(tokens)
+        h = h + self.param("pos_embed", nn.initializers.normal(0.02), (1, h.shape[1], self.dim))
+        for _ in range(self.depth):
+            h = _DiTBlock(self.dim, self.heads, self.mlp_ratio)(h, emb)
+        shift, scale = jnp.split(nn.Dense(2 * self.dim, kernel_init=nn.initializers.zeros)(nn.silu(emb))[:, None],
+                                 2, axis=-1)
+        h = nn.LayerNorm(use_bias=False, use_scale=False)(h) * (1 + scale) + shift
+        out = nn.Dense(p * p * c, kernel_init=nn.initializers.zeros)(h)
+        out = out.reshape(b, hh // p, ww // p, p, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, hh, ww, c)
+        return out.astype(x.dtype)
+
+
 class DigitsClassifier(nn.Module):
     """A small CNN on (N, 8, 8, 1) digits in [-1, 1]; ``features`` is the penultimate layer.
 
@@ -233,6 +305,30 @@ class DigitsClassifier(nn.Module):
         h = nn.relu(nn.Conv(self.channels, (3, 3))(x))
         h = nn.relu(nn.Conv(2 * self.channels, (3, 3), strides=(2, 2))(h))
         h = h.reshape((h.shape[0], -1))
+        feats = nn.relu(nn.Dense(self.feature_dim)(h))
+        logits = nn.Dense(self.num_classes)(feats)
+        return (logits, feats) if return_features else logits
+
+
+class FashionClassifier(nn.Module):
+    """A small CNN on (N, 28, 28, 1) Fashion-MNIST images in [-1, 1]; ``features`` is the
+    penultimate layer (as :class:`DigitsClassifier`). The shipped one
+    (:func:`jaxsample.teachers.load_classifier` ``('fashion_classifier')``) defines the
+    Fashion-MNIST Frechet distance."""
+
+    feature_dim: int = 128
+    channels: int = 32
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x, return_features: bool = False):
+        if x.ndim != 4 or x.shape[1:] != (28, 28, 1):
+            raise ValueError(f"expected images of shape (N, 28, 28, 1), got {x.shape}")
+        h = nn.relu(nn.Conv(self.channels, (3, 3))(x))
+        h = nn.relu(nn.Conv(2 * self.channels, (3, 3), strides=(2, 2))(h))  # 14x14
+        h = nn.relu(nn.Conv(2 * self.channels, (3, 3))(h))
+        h = nn.relu(nn.Conv(4 * self.channels, (3, 3), strides=(2, 2))(h))  # 7x7
+        h = jnp.mean(h, axis=(1, 2))
         feats = nn.relu(nn.Dense(self.feature_dim)(h))
         logits = nn.Dense(self.num_classes)(feats)
         return (logits, feats) if return_features else logits

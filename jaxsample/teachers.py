@@ -47,6 +47,7 @@ __all__ = [
     "load_params",
     "load_teacher",
     "load_digits_classifier",
+    "load_classifier",
     "build_module",
     "build_path",
     "serialize_params",
@@ -55,8 +56,10 @@ __all__ = [
 #: Names of the shipped teachers (generative models and the digits feature classifier).
 TEACHERS = ("digits_flow", "digits_vp", "checkerboard_flow", "digits_classifier")
 _GENERATIVE = ("digits_flow", "digits_vp", "checkerboard_flow")
+_CLASSIFIERS = ("digits_classifier", "fashion_classifier")
 
-_MODULES = {"UNet": nets.UNet, "MLP": nets.MLP, "DigitsClassifier": nets.DigitsClassifier}
+_MODULES = {"UNet": nets.UNet, "PatchTransformer": nets.PatchTransformer, "MLP": nets.MLP,
+            "DigitsClassifier": nets.DigitsClassifier, "FashionClassifier": nets.FashionClassifier}
 _PATHS = {"RectifiedFlow": paths.RectifiedFlow, "VPCosine": paths.VPCosine}
 
 
@@ -216,7 +219,16 @@ def sample_shape(name_or_card) -> tuple:
             card = json.load(f)
     else:
         card = teacher_card(name_or_card)
-    return (8, 8, 1) if card["config"]["dataset"] == "digits" else (2,)
+    return {"digits": (8, 8, 1), "fashion_mnist": (28, 28, 1)}.get(card["config"]["dataset"], (2,))
+
+
+def load_classifier(name: str = "digits_classifier"):
+    """A shipped feature classifier (``'digits_classifier'`` or ``'fashion_classifier'``) as a
+    ``(module, params)`` pair."""
+    if name not in _CLASSIFIERS:
+        raise ValueError(f"name must be one of {list(_CLASSIFIERS)}, got {name!r}")
+    card = teacher_card(name)
+    return build_module(card["module"], card["net"]), load_params(name)
 
 
 def load_digits_classifier():

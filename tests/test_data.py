@@ -1,3 +1,5 @@
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -164,3 +166,56 @@ def test_tfds_missing_dataset_error_names_dataset_and_dir(tmp_path):
         data.tfds_source("mnist", "train", data_dir=tmp_path)
     with pytest.raises(FileNotFoundError):
         data.image_batches("cifar10", 8, data_dir=tmp_path)
+
+
+# ----------------------------------------------------------------------------- Fashion-MNIST
+
+
+def _write_idx(filename, array, code):
+    import gzip
+
+    header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, ">i4").tobytes()
+    with gzip.open(filename, "wb") as f:
+        f.write(header + array.astype(array.dtype.newbyteorder(">")).tobytes())
+
+
+def test_fashion_mnist_from_idx_files_a_test_writes(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    labels = np.array([9, 0, 0, 3, 7], np.uint8)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images, 0x08)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels, 0x08)
+    x, y, source = data.load_fashion_mnist("test", data_dir=tmp_path, return_source=True)
+    assert x.shape == (5, 28, 28, 1) and x.dtype == np.float32 and y.dtype == np.int32
+    np.testing.assert_array_equal(y, labels)
+    np.testing.assert_array_equal(np.round((x[..., 0] + 1) * 127.5).astype(np.uint8), images)  # [0, 255] -> [-1, 1]
+    assert x.min() >= -1 and x.max() <= 1 and "IDX files" in source
+    # a big-endian int32 IDX and a truncated one
+    _write_idx(tmp_path / "ints-idx1-int.gz", np.array([1, -2, 300], np.int32), 0x0C)
+    np.testing.assert_array_equal(data.read_idx(str(tmp_path / "ints-idx1-int.gz")), [1, -2, 300])
+    (tmp_path / "bad-idx").write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 9, 1, 2]))
+    with pytest.raises(ValueError, match=r"header says shape \(9,\).*truncated"):
+        data.read_idx(str(tmp_path / "bad-idx"))
+    with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
+        data.load_fashion_mnist("val", data_dir=tmp_path)
+
+
+def test_fashion_mnist_from_a_tfds_source_and_the_error_naming_both_ways(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with tfds.testing.mock_data(num_examples=6):
+        x, y, source = data.load_fashion_mnist("train", data_dir=empty, tfds_dir="/nonexistent/tfds",
+                                               return_source=True)
+    assert x.shape == (6, 28, 28, 1) and y.shape == (6,) and "tfds" in source
+    assert x.min() >= -1 and x.max() <= 1 and set(y.tolist()) <= set(range(10))
+    with pytest.raises(data.DatasetNotPreparedError, match="apt-get install dataset-fashion-mnist.*tfds build fashion_mnist"):
+        data.load_fashion_mnist("test", data_dir=empty, tfds_dir=tmp_path / "no_tfds")
+
+
+@pytest.mark.skipif(not os.path.isdir(data.FASHION_MNIST_DIR), reason="dataset-fashion-mnist is not installed")
+def test_the_installed_fashion_mnist_is_the_published_dataset():
+    x, y = data.load_fashion_mnist("test")
+    assert x.shape == (10000, 28, 28, 1)
+    np.testing.assert_array_equal(np.bincount(y), [1000] * 10)  # balanced held-out set
+    assert y[:5].tolist() == [9, 2, 1, 1, 6]  # the published t10k labels begin so

@@ -23,15 +23,29 @@ import optax
 from jaxsample import data, teachers, train
 
 
+#: Per dataset: the classifier module and the loader of its splits.
+DATASETS = {"digits": ("DigitsClassifier", data.load_digits),
+            "fashion_mnist": ("FashionClassifier", data.load_fashion_mnist)}
+
+
+def _dataset(config):
+    name = config.get("dataset", "digits")
+    if name not in DATASETS:
+        raise ValueError(f"config.dataset must be one of {sorted(DATASETS)}, got {name!r}")
+    return DATASETS[name]
+
+
 def setup(config):
     """``(module, state, loss_fn, batcher)`` for :func:`jaxsample.train.fit` from a
-    ``digits_classifier`` config (``net``, ``learning_rate``, ``batch_size``, ``seed``,
-    ``ema_decay``, ``augment_noise``: N(0, augment_noise^2) pixel noise on training images)."""
-    module = teachers.build_module("DigitsClassifier", config.net.to_dict())
-    images, labels = data.load_digits("train")
+    ``digits_classifier`` or ``fashion_classifier`` config (``dataset``, ``net``,
+    ``learning_rate``, ``batch_size``, ``seed``, ``ema_decay``, ``augment_noise``:
+    N(0, augment_noise^2) pixel noise on training images)."""
+    module_name, load = _dataset(config)
+    module = teachers.build_module(module_name, config.net.to_dict())
+    images, labels = load("train")
     # rbg keys: flax init compiles much faster than with threefry.
-    params = module.init(jax.random.key(0, impl="rbg"), jnp.zeros((1, 8, 8, 1)))["params"]
-    tx = train.make_optimizer(config.learning_rate)
+    params = module.init(jax.random.key(0, impl="rbg"), jnp.zeros((1, *images.shape[1:])))["params"]
+    tx = train.make_optimizer(config.learning_rate, decay_steps=config.get("decay_steps", 0))
     state = train.TrainState.create(params, tx, seed=config.seed, ema_decay=config.ema_decay)
     batcher = data.ArrayBatcher({"x": images, "label": labels}, config.batch_size, seed=config.seed)
     noise = config.augment_noise
@@ -45,12 +59,14 @@ def setup(config):
     return module, state, loss_fn, batcher
 
 
-def evaluate(module, params) -> dict:
-    """``{"test_accuracy", "num_test"}``: accuracy of ``(module, params)`` on the 300 held-out digits."""
-    test_x, test_y = data.load_digits("test")
-    logits = module.apply({"params": params}, jnp.asarray(test_x))
-    return {"test_accuracy": float(jnp.mean(jnp.argmax(logits, -1) == jnp.asarray(test_y))),
-            "num_test": int(test_x.shape[0])}
+def evaluate(module, params, dataset: str = "digits") -> dict:
+    """``{"test_accuracy", "num_test"}``: accuracy of ``(module, params)`` on the held-out split of
+    ``dataset`` (the 300 held-out digits, or the 10,000 Fashion-MNIST test images)."""
+    test_x, test_y = DATASETS[dataset][1]("test")
+    apply = jax.jit(lambda x: module.apply({"params": params}, x))
+    hits = sum(float(jnp.sum(jnp.argmax(apply(jnp.asarray(test_x[i:i + 1000])), -1) == jnp.asarray(test_y[i:i + 1000])))
+               for i in range(0, len(test_y), 1000))
+    return {"test_accuracy": hits / len(test_y), "num_test": int(test_x.shape[0])}
 
 
 def train_digits_classifier(config, workdir=None, *, mesh=None):
@@ -60,4 +76,4 @@ def train_digits_classifier(config, workdir=None, *, mesh=None):
     state, _ = train.fit(state, loss_fn, batcher, num_steps=config.num_steps, workdir=workdir,
                          log_every=config.get("log_every", 50), progress=config.get("progress", False), mesh=mesh)
     params = state.ema_params if config.ema_decay > 0 else state.params
-    return module, params, evaluate(module, params)["test_accuracy"]
+    return module, params, evaluate(module, params, config.get("dataset", "digits"))["test_accuracy"]

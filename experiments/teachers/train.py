@@ -96,19 +96,28 @@ def _save_scatter(x, ref, path):
 # --------------------------------------------------------------------------------------------
 # Training
 
+#: Image datasets: loader, feature classifier (shipped) and the held-out reference of the evaluation.
+IMAGE_DATASETS = {
+    "digits": {"load": data.load_digits, "classifier": "digits_classifier",
+               "reference": "the 300 held-out digits (data.load_digits('test')), shipped digits_classifier features"},
+    "fashion_mnist": {"load": data.load_fashion_mnist, "classifier": "fashion_classifier",
+                      "reference": "the 10,000 held-out Fashion-MNIST images (data.load_fashion_mnist('test')), "
+                                   "shipped fashion_classifier features"},
+}
+
 
 def _train_generative(config):
     module = teachers.build_module(config.module, config.net.to_dict())
     path = teachers.build_path(config.path)
-    if config.dataset == "digits":
-        images, labels = data.load_digits("train")
+    if config.dataset in IMAGE_DATASETS:
+        images, labels = IMAGE_DATASETS[config.dataset]["load"]("train")
         arrays = {"x": images}
         cond = {}
         if config.net.get("num_classes"):
             arrays["label"] = labels
             cond = {"label": jnp.zeros((1,), jnp.int32)}
         batcher = data.ArrayBatcher(arrays, config.batch_size, seed=config.seed)
-        params = _init_params(module, jnp.zeros((1, 8, 8, 1)), t=jnp.zeros((1,)), **cond)
+        params = _init_params(module, jnp.zeros((1, *images.shape[1:])), t=jnp.zeros((1,)), **cond)
     else:
         batcher = data.toy_batches(config.dataset, config.batch_size, seed=config.seed)
         params = _init_params(module, jnp.zeros((1, 2)), t=jnp.zeros((1,)))
@@ -127,13 +136,16 @@ def _train_generative(config):
 # Evaluation
 
 
-def _evaluate_digits(config, model, workdir, name, mesh=None):
+def _evaluate_images(config, model, workdir, name, mesh=None):
     ev = config.eval
     n = ev.num_samples
-    clf = teachers.load_digits_classifier()
+    spec = IMAGE_DATASETS[config.dataset]
+    clf = teachers.load_classifier(spec["classifier"])
     key = jax.random.key(ev.seed)
     k_noise, k_label, k_real = jax.random.split(key, 3)
-    noise = sampling.initial_noise(k_noise, (n, 8, 8, 1))
+    test_x, _ = spec["load"]("test")
+    train_x, _ = spec["load"]("train")
+    noise = sampling.initial_noise(k_noise, (n, *test_x.shape[1:]))
     cond = {}
     labels = None
     if config.net.get("num_classes"):
@@ -144,8 +156,6 @@ def _evaluate_digits(config, model, workdir, name, mesh=None):
                                         mesh=mesh)
     samples = parallel.gather(samples)
     sample_s = time.perf_counter() - t0
-    test_x, _ = data.load_digits("test")
-    train_x, _ = data.load_digits("train")
     idx = np.random.default_rng(ev.seed).choice(train_x.shape[0], n, replace=False)
     f_test = features.digits_features(test_x, clf)
     fd = lambda x: metrics.frechet_distance(features.digits_features(x, clf), f_test)  # noqa: E731
@@ -158,7 +168,7 @@ def _evaluate_digits(config, model, workdir, name, mesh=None):
         "real_split_frechet_distance": fd(train_x[idx]),
         "real_split_frechet_distance_all_train": fd(train_x),
         "noise_frechet_distance": fd(np.asarray(noise)),
-        "reference": "the 300 held-out digits (data.load_digits('test')), shipped digits_classifier features",
+        "reference": spec["reference"],
         "sample_range": [float(samples.min()), float(samples.max())],
     }
     out["ratio_to_real_split"] = out["frechet_distance"] / out["real_split_frechet_distance"]
@@ -221,7 +231,7 @@ def train_and_evaluate(config, workdir):
     os.makedirs(workdir, exist_ok=True)
     name = config.name
     command = _command()
-    if name == "digits_classifier":
+    if name.endswith("_classifier"):
         module, state, loss_fn, batcher = classifier.setup(config)
     else:
         module, state, loss_fn, batcher = _train_generative(config)
@@ -240,7 +250,8 @@ def train_and_evaluate(config, workdir):
     card = {
         "name": name,
         "description": config.description,
-        "module": "DigitsClassifier" if name == "digits_classifier" else config.module,
+        "module": classifier.DATASETS[config.get("dataset", "digits")][0] if name.endswith("_classifier")
+        else config.module,
         "net": config.net.to_dict(),
         "weights_file": weights_file,
         "weights_dtype": config.store_dtype,
@@ -255,8 +266,8 @@ def train_and_evaluate(config, workdir):
         "jax_version": jax.__version__,
         "date": datetime.date.today().isoformat(),
     }
-    if name == "digits_classifier":
-        evaluation = classifier.evaluate(module, params)
+    if name.endswith("_classifier"):
+        evaluation = classifier.evaluate(module, params, config.get("dataset", "digits"))
         card["test_accuracy"] = evaluation["test_accuracy"]
         card["eval"] = evaluation
     else:
@@ -265,7 +276,7 @@ def train_and_evaluate(config, workdir):
         card["path"] = config.path
         card["prediction"] = config.prediction
         model = nets.network_model(module, params, teachers.build_path(config.path), config.prediction)
-        evaluate = _evaluate_digits if config.dataset == "digits" else _evaluate_toy
+        evaluate = _evaluate_toy if config.dataset in data.TOY_DATASETS else _evaluate_images
         card["eval"] = evaluate(config, model, workdir, name, mesh)
     if not main:
         return card
