@@ -51,7 +51,8 @@ def baseline_suite(path: AbstractPath, *, stochastic: bool = False, grids=None) 
 
     flow = isinstance(path, RectifiedFlow)
     if grids is None:
-        grids = ["uniform", "quadratic", "logsnr", "edm"] if flow else ["quadratic", "logsnr", "edm"]
+        grids = ["uniform", "quadratic", "logsnr", "edm", "time_uniform"] if flow else \
+            ["quadratic", "logsnr", "edm", "time_uniform"]
     chosen = registry.entries(baseline=True, learned=False, **({} if stochastic else {"stochastic": False}))
     suite = {e.name: e.make() for e in chosen if e.on_flow or not flow}
     return {name: (solver, grids) for name, solver in suite.items()}

@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxsample.paths import AbstractPath
 
-__all__ = ["uniform", "power", "logsnr_uniform", "edm", "get_grid", "check_grid", "GRIDS"]
+__all__ = ["uniform", "power", "logsnr_uniform", "edm", "time_uniform", "get_grid", "check_grid", "GRIDS"]
 
 
 def _check_num_steps(num_steps) -> int:
@@ -109,11 +109,45 @@ def edm(path: AbstractPath, num_steps: int, rho: float = 7.0, t_start=None, t_en
     return _with_exact_ends(path.t_from_lam(-jnp.log(r)), t_start, t_end)
 
 
-GRIDS = {"uniform": uniform, "power": power, "quadratic": power, "logsnr": logsnr_uniform, "edm": edm}
+def time_uniform(path: AbstractPath, num_steps: int, rho: float = 1.0, eps_s: float = 1e-3, t_start=None,
+                 t_end=None):
+    """EDM's ``time_uniform`` discretisation (Karras et al. 2022, the VP-SDE time steps; AdaSDE's
+    and AMED's default grid): uniform in the VP time ``tau`` from 1 to ``eps_s`` (warped by ``rho``;
+    AdaSDE runs it with ``rho = 1``), mapped to ``r = sigma / alpha`` by the VP schedule
+    ``r(tau) = sqrt(exp(beta_d tau^2 / 2 + beta_min tau) - 1)`` whose ``beta_d, beta_min`` are
+    fitted so that ``r(1)`` and ``r(eps_s)`` are the grid's end points. Read from
+    WLU-wry02/AdaSDE ``solver_utils.py`` ``get_schedule`` (``schedule_type='time_uniform'``).
+
+    Example:
+        >>> from jaxsample import grids, paths
+        >>> [round(float(t), 6) for t in grids.time_uniform(paths.EDM(), 2)]   # AdaSDE's NFE-3 grid
+        [80.0, 2.823689, 0.002]
+    """
+    n = _check_num_steps(num_steps)
+    if not rho > 0:
+        raise ValueError(f"rho must be positive, got {rho}")
+    if not 0 < eps_s < 1:
+        raise ValueError(f"eps_s must be in (0, 1), got {eps_s}")
+    t_start, t_end = _ends(path, t_start, t_end)
+    # the schedule in float64 (numpy): its exponentials span many orders of magnitude
+    r_max, r_min = (float(np.exp(-np.float64(path.lam(t)))) for t in (t_start, t_end))
+    if not (np.isfinite(r_max) and r_min > 0):
+        raise ValueError(f"t_start and t_end must have a finite, positive sigma / alpha for the time_uniform grid, "
+                         f"got {r_max} at t_start={t_start} and {r_min} at t_end={t_end} (start a flow below t = 1)")
+    lmax, lmin = np.log1p(r_max**2), np.log1p(r_min**2)
+    beta_d = 2 * (lmin / eps_s - lmax) / (eps_s - 1)
+    beta_min = lmax - 0.5 * beta_d
+    tau = (1 + np.arange(n + 1) / n * (eps_s ** (1 / rho) - 1)) ** rho
+    r = np.sqrt(np.expm1(0.5 * beta_d * tau**2 + beta_min * tau))
+    return _with_exact_ends(path.t_from_lam(jnp.asarray(-np.log(r), jnp.result_type(float))), t_start, t_end)
+
+
+GRIDS = {"uniform": uniform, "power": power, "quadratic": power, "logsnr": logsnr_uniform, "edm": edm,
+         "time_uniform": time_uniform}
 
 
 def get_grid(name: str, path: AbstractPath, num_steps: int, **kwargs):
-    """A grid by name: 'uniform', 'power'/'quadratic', 'logsnr' or 'edm'.
+    """A grid by name: 'uniform', 'power'/'quadratic', 'logsnr', 'edm' or 'time_uniform'.
 
     Example:
         >>> from jaxsample import grids, paths

@@ -197,3 +197,18 @@ def test_training_is_the_same_on_one_and_on_eight_devices(pairs):
     for k in out[0]:
         np.testing.assert_allclose(out[0][k], out[1][k], atol=1e-5)
     assert any(float(jnp.abs(v).max()) > 1e-3 for v in out[0].values())  # it did train
+
+
+def test_make_pairs_under_x64_keeps_float64(x64):
+    """``make_pairs`` under ``jax_enable_x64`` (it failed with a float32/float64 carry mismatch):
+    float64 noise and trajectories, the DPM-Solver-2 teacher close to the exact ODE solution."""
+    mixture = js.GaussianMixture.random(jax.random.key(0), dim=4, num_components=3, std_range=(0.3, 0.8))
+    gmm64 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), mixture)
+    model = gmm64.model(js.VPCosine(), "eps")
+    ts = _grid(model.path, 3)
+    pairs = adasde.make_pairs(model, ts, 4, (4,), seed=0, m=15)
+    assert pairs["noise"].dtype == pairs["traj"].dtype == jnp.float64 and pairs["traj"].shape == (4, 3, 4)
+    exact = adasde.make_pairs(model, ts, 4, (4,), seed=0, teacher="reference", rtol=1e-9, atol=1e-9)
+    assert exact["traj"].dtype == jnp.float64
+    np.testing.assert_array_equal(exact["noise"], pairs["noise"])
+    np.testing.assert_allclose(pairs["traj"], exact["traj"], atol=1e-2)  # 16 DPM-Solver-2 steps per interval

@@ -11,7 +11,7 @@ IDS = [type(p).__name__ for p in ALL_PATHS]
 
 
 @pytest.mark.parametrize("path", ALL_PATHS, ids=IDS)
-@pytest.mark.parametrize("name", ["uniform", "power", "logsnr", "edm"])
+@pytest.mark.parametrize("name", ["uniform", "power", "logsnr", "edm", "time_uniform"])
 def test_grid_is_valid(path, name):
     for n in (1, 4, 17):
         ts = grids.get_grid(name, path, n)
@@ -25,6 +25,24 @@ def test_edm_grid_matches_karras_formula():
     i = np.arange(n + 1)
     expected = (80 ** (1 / rho) + i / n * (0.002 ** (1 / rho) - 80 ** (1 / rho))) ** rho
     np.testing.assert_allclose(grids.edm(paths.EDM(), n), expected, rtol=1e-5)
+
+
+def test_time_uniform_grid_is_adasdes():
+    """The values of AdaSDE's ``get_schedule(..., 'time_uniform')`` for sigma in [0.002, 80], rho = 1
+    (the NFE-3 and NFE-5 grids of its shipped runs), and the VP schedule it inverts."""
+    np.testing.assert_allclose(grids.time_uniform(paths.EDM(), 2), [80.0, 2.823689, 0.002], rtol=1e-6)
+    np.testing.assert_allclose(grids.time_uniform(paths.EDM(), 3), [80.0, 6.950235, 1.286669, 0.002], rtol=1e-6)
+    # rho = 7: tau = (1 + i/n (eps_s^(1/7) - 1))^7 through sigma(tau) = sqrt(exp(beta_d tau^2 / 2 + beta_min tau) - 1)
+    beta_d, beta_min = 17.537957, -0.0047690  # ALGORITHMS.md section 9, for sigma in [0.002, 80]
+    tau = (1 + np.arange(6) / 5 * (1e-3 ** (1 / 7) - 1)) ** 7
+    want = np.sqrt(np.expm1(0.5 * beta_d * tau**2 + beta_min * tau))
+    np.testing.assert_allclose(grids.time_uniform(paths.EDM(), 5, rho=7.0), want, rtol=2e-5)
+    # on another path: the same sigma / alpha values between the same end points
+    vp = paths.VPCosine()
+    t_start, t_end = float(vp.t_from_lam(-np.log(80.0))), float(vp.t_from_lam(-np.log(0.002)))
+    r = np.exp(-np.asarray(vp.lam(grids.time_uniform(vp, 3, t_start=t_start, t_end=t_end))))
+    np.testing.assert_allclose(r, [80.0, 6.950235, 1.286669, 0.002], rtol=1e-4)
+    assert grids.get_grid("time_uniform", vp, 3, t_start=t_start, t_end=t_end).shape == (4,)
 
 
 def test_logsnr_grid_is_uniform_in_lambda():

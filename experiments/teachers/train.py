@@ -51,6 +51,15 @@ def _init_params(module, x, **cond):
     return module.init(jax.random.key(0, impl="rbg"), x, **cond)["params"]
 
 
+def _logged_train_seconds(records) -> float:
+    """Training wall time over every session of a resumed run, from the log's steps/s records."""
+    total, last = 0.0, 0
+    for r in records:
+        total += (r["step"] - last) / r["steps_per_sec"]
+        last = r["step"]
+    return total
+
+
 def _num_params(params) -> int:
     return int(sum(np.size(a) for a in jax.tree_util.tree_leaves(params)))
 
@@ -237,8 +246,11 @@ def train_and_evaluate(config, workdir):
         module, state, loss_fn, batcher = _train_generative(config)
     t0 = time.perf_counter()
     state, history = train.fit(state, loss_fn, batcher, num_steps=config.num_steps, workdir=workdir,
-                               log_every=config.log_every, progress=config.progress, mesh=mesh)
+                               log_every=config.log_every, progress=config.progress, mesh=mesh,
+                               checkpoint_every=config.get("checkpoint_every"))
     train_s = time.perf_counter() - t0
+    if main and history != [] and len(history) < len(train.read_metrics(workdir)):  # resumed: add the earlier sessions
+        train_s = _logged_train_seconds(train.read_metrics(workdir))
     shipped = state.ema_params if config.ema_decay > 0 else state.params
     blob = teachers.serialize_params(jax.tree_util.tree_map(parallel.gather, shipped), config.store_dtype)
     weights_file = f"{name}.msgpack"

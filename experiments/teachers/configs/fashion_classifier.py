@@ -15,6 +15,7 @@ def get_config():
     c.augment_noise = 0.1  # N(0, 0.1^2) pixel noise on training images
     c.ema_decay = 0.0  # ship the raw parameters
     c.seed = 0
+    c.checkpoint_every = 250  # resumable across sessions: re-run the same command
     c.log_every, c.progress = 100, False
     c.store_dtype = "float32"
     c.export_dir = ""  # e.g. jaxsample/assets
