@@ -5,8 +5,9 @@ runs after warm-up:
 
 - teacher: one training step of the teacher exactly as it was trained (its card's network,
   loss, optimizer and batch); the teacher's training cost is this step times its card's steps;
-- pairs: the ground truth BNS trains on, ``bns.make_pairs`` (adaptive Dopri8 at the BNS
-  study's tolerance) on a batch of noises, per pair;
+- pairs: the ground truth BNS trains on, ``bns.make_pairs`` on a batch of noises, per pair, both
+  ways: adaptive Dopri8 at the BNS study's tolerance (the check) and the batched fixed-grid solve
+  (``bns.FIXED_GRID``); ``--ground-truth`` picks the one counted in the totals;
 - BNS steps: one jitted BNS distillation step (loss through the whole rollout, Adam) at each
   NFE, at the study's batch size;
 - validation: one PSNR evaluation pass over the validation pairs.
@@ -67,7 +68,11 @@ def main(argv=None):
     p.add_argument("--short-steps", type=int, default=50, help="a short run (most of the gain at NFE 4)")
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--pair-batch", type=int, default=64, help="noises per timed make_pairs call")
-    p.add_argument("--rtol", type=float, default=1e-4, help="reference tolerance (the BNS digits configs)")
+    p.add_argument("--rtol", type=float, default=1e-4, help="adaptive reference tolerance (the BNS digits configs)")
+    p.add_argument("--fixed-grid-steps", type=int, default=bns.FIXED_GRID["steps"],
+                   help="steps of the fixed-grid ground truth (default: bns.FIXED_GRID's)")
+    p.add_argument("--ground-truth", default="fixed_grid", choices=("fixed_grid", "adaptive"),
+                   help="the pairs counted in the totals: bns.make_pairs' method (both are timed)")
     args = p.parse_args(argv)
     nfes = [int(n) for n in args.nfes.split(",")]
 
@@ -77,12 +82,17 @@ def main(argv=None):
 
     task = tasks.load_task(TEACHER, edm_interval=True)  # as the BNS study's digits configs
     model, shape, iv = task.model, task.sample_shape, task.interval
-    kw = dict(rtol=args.rtol, atol=args.rtol, **iv)
-    pairs_call, _ = time_call(lambda s: bns.make_pairs(model, args.pair_batch, shape, seed=s, **kw)["target"], 0,
-                              repeats=max(2, args.repeats // 2), warmup=1)
-    per_pair = pairs_call / args.pair_batch
-    print(f"ground truth: {per_pair * 1e3:.1f} ms per pair", flush=True)
-    val = bns.make_pairs(model, args.num_val, shape, seed=1, **kw)
+    methods = {"adaptive": dict(rtol=args.rtol, atol=args.rtol, **iv),
+               "fixed_grid": dict(method="fixed_grid", batch_size=args.pair_batch, **iv,
+                                  fixed_grid={"steps": args.fixed_grid_steps})}
+    per_pair_by_method = {}
+    for method, kw in methods.items():  # the adaptive solve is the check; the fixed grid is batched
+        pairs_call, _ = time_call(lambda s: bns.make_pairs(model, args.pair_batch, shape, seed=s, **kw)["target"], 0,
+                                  repeats=max(2, args.repeats // 2), warmup=1)
+        per_pair_by_method[method] = pairs_call / args.pair_batch
+        print(f"ground truth ({method}): {per_pair_by_method[method] * 1e3:.1f} ms per pair", flush=True)
+    per_pair = per_pair_by_method[args.ground_truth]
+    val = bns.make_pairs(model, args.num_val, shape, seed=1, **methods[args.ground_truth])
     train_batch = {k: v[: args.batch] for k, v in val.items()}
 
     rows = []
@@ -119,7 +129,8 @@ def main(argv=None):
     write_json(args.out, {"benchmark": "bns_cost", "teacher": TEACHER, "environment": environment(),
                           "args": vars(args), "teacher_step_s": teacher_s, "teacher_train_s": teacher_total,
                           **{f"teacher_{k}": v for k, v in teacher_info.items()},
-                          "ground_truth_per_pair_s": per_pair, "rows": rows})
+                          "ground_truth_per_pair_s": per_pair, "ground_truth_per_pair_s_by_method": per_pair_by_method,
+                          "fixed_grid": {**bns.FIXED_GRID, "steps": args.fixed_grid_steps}, "rows": rows})
 
 
 if __name__ == "__main__":
