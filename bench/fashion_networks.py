@@ -87,7 +87,8 @@ def main(argv=None):
                      "steps_in_budget": int(60 * args.budget_min / step), "compile_s": compile_s[name]})
         r = rows[-1]
         print(f"{name:16s} {r['params']:>9,} params {r['weights_mb_float16']:.2f} MB | train step b128 "
-              f"{r['train_step_ms_b128']:.0f} ms ({r['step_ratio_to_first']:.2f}x) | forward b64 {r['forward_ms_b64']:.1f} ms"
+              f"{r['train_step_ms_b128']:.0f} ms ({r['step_ratio_to_first']:.2f}x) | "
+              f"forward b64 {r['forward_ms_b64']:.1f} ms"
               f" | {r['steps_in_budget']} steps in {args.budget_min:.0f} min", flush=True)
     write_json(args.out, {"benchmark": "fashion_networks", "environment": environment(), "args": vars(args),
                           "rows": rows})

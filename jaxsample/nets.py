@@ -38,8 +38,8 @@ import jax.numpy as jnp
 from jaxsample.models import Model, check_prediction
 from jaxsample.paths import AbstractPath
 
-__all__ = ["sinusoidal_embedding", "MLP", "UNet", "ResBlock", "PatchTransformer", "DigitsClassifier", "FashionClassifier", "network_model",
-           "guided"]
+__all__ = ["sinusoidal_embedding", "MLP", "UNet", "ResBlock", "PatchTransformer", "DigitsClassifier",
+           "FashionClassifier", "network_model", "guided"]
 
 
 def sinusoidal_embedding(t, dim: int, max_period: float = 10000.0):

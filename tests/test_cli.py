@@ -217,7 +217,8 @@ def test_bench_bns_cost_writes_json(tmp_path):
     out = tmp_path / "bns_cost.json"
     assert cli.main(["bench", "bns-cost", "--out", str(out), "--repeats", "1", "--nfes", "4", "--num-train", "8",
                      "--num-val", "4", "--pair-batch", "4", "--steps", "4", "--short-steps", "2", "--eval-every", "2",
-                     "--rtol", "1e-2", "--fixed-grid-steps", "8"]) == 0  # validation pairs of the timed batch's shape: one reference compile
+                     "--rtol", "1e-2", "--fixed-grid-steps", "8"]) == 0
+    # (validation pairs of the timed batch's shape: one reference compile)
     result = json.load(open(out))
     (row,) = result["rows"]
     assert result["teacher_steps"] == 2500 and result["teacher_train_s"] > 0 and result["ground_truth_per_pair_s"] > 0

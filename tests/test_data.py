@@ -209,7 +209,8 @@ def test_fashion_mnist_from_a_tfds_source_and_the_error_naming_both_ways(tmp_pat
                                                return_source=True)
     assert x.shape == (6, 28, 28, 1) and y.shape == (6,) and "tfds" in source
     assert x.min() >= -1 and x.max() <= 1 and set(y.tolist()) <= set(range(10))
-    with pytest.raises(data.DatasetNotPreparedError, match="apt-get install dataset-fashion-mnist.*tfds build fashion_mnist"):
+    with pytest.raises(data.DatasetNotPreparedError,
+                       match="apt-get install dataset-fashion-mnist.*tfds build fashion_mnist"):
         data.load_fashion_mnist("test", data_dir=empty, tfds_dir=tmp_path / "no_tfds")
 
 
