@@ -102,7 +102,40 @@ def solve_dtype(dtype):
     return jnp.promote_types(dtype, jnp.float32)
 
 
+#: Signatures (model structure, leaf shapes and dtypes, noise shape and dtype, cond shapes) that
+#: passed :func:`_check_model_and_noise`: the check traces the model (``jax.eval_shape``), which
+#: cost most of a small-batch call, so it runs once per signature (like a jit cache).
+_CHECKED: dict = {}
+_CHECKED_MAX = 512
+
+
+def _signature(model, noise, cond):
+    leaves, treedef = jax.tree_util.tree_flatten((model, cond))
+    key = (treedef, tuple((tuple(a.shape), str(a.dtype)) if hasattr(a, "shape") and hasattr(a, "dtype") else a
+                          for a in leaves), tuple(noise.shape), str(noise.dtype))
+    try:
+        hash(key)
+    except TypeError:  # an unhashable static leaf: check every time
+        return None
+    return key
+
+
 def _check_model_and_noise(model, noise, ts, cond, name="noise"):
+    if not isinstance(model, Model):
+        raise ValueError(f"model must be a jaxsample.Model, got {type(model).__name__}")
+    if not hasattr(noise, "shape") or not hasattr(noise, "dtype"):
+        raise ValueError(f"{name} must be an array, got {type(noise).__name__}")
+    key = _signature(model, noise, cond)
+    if key is not None and key in _CHECKED:
+        return
+    _check_model_and_noise_once(model, noise, cond, name)
+    if key is not None:
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.pop(next(iter(_CHECKED)))
+        _CHECKED[key] = True
+
+
+def _check_model_and_noise_once(model, noise, cond, name):
     if not isinstance(model, Model):
         raise ValueError(f"model must be a jaxsample.Model, got {type(model).__name__}")
     if not hasattr(noise, "shape") or not hasattr(noise, "dtype"):

@@ -190,3 +190,27 @@ def test_reference_is_batch_independent(setup):
     traj = js.reference_sample(model, noise, save_ts=ts)
     assert traj.shape == (5,) + noise.shape
     np.testing.assert_allclose(traj[-1], full, atol=1e-5)
+
+
+def test_the_model_check_runs_once_per_signature(setup):
+    """The model/noise check traces the model once per signature (structure, shapes, dtypes), not
+    on every call: a repeated call runs no Python in the model; a new shape is checked again; a
+    rejected shape is rejected every time."""
+    gmm, model, ts, noise = setup
+    calls = []
+
+    def fn(x, t):
+        calls.append(x.shape)
+        return model(x, t)
+
+    counted = js.Model(jax.tree_util.Partial(fn), model.path, "eps")
+    js.sample(counted, js.euler(), ts, noise)
+    assert calls  # traced for the check and for the compile
+    calls.clear()
+    js.sample(counted, js.euler(), ts, noise + 1.0)  # same signature, other values
+    assert calls == []
+    js.sample(counted, js.euler(), ts, noise[:3])
+    assert (3, 4) in calls
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"noise of shape \(8, 5\) is rejected by the model"):
+            js.sample(counted, js.euler(), ts, jnp.zeros((8, 5)))
