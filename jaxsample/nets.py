@@ -334,19 +334,65 @@ class FashionClassifier(nn.Module):
         return (logits, feats) if return_features else logits
 
 
-def network_model(module: nn.Module, params, path: AbstractPath, prediction: str) -> Model:
-    """A :class:`~jaxsample.models.Model` calling ``module.apply`` with ``params``.
+class _NNXFn(eqx.Module):
+    """An NNX module as a pure function: its graph definition (static) and its state (pytree
+    leaves, so ``jax.grad`` and sharding reach the parameters), merged back at each call."""
+
+    graphdef: Any = eqx.field(static=True)
+    state: Any
+
+    def __call__(self, x, t, **cond):
+        from flax import nnx
+
+        return nnx.merge(self.graphdef, self.state)(x, t, **cond)
+
+
+def network_model(module, params=None, path: AbstractPath = None, prediction: str = None) -> Model:
+    """A :class:`~jaxsample.models.Model` from a Flax network, linen or NNX.
 
     Args:
-        module: a Flax linen module called as ``module(x, t, **cond)``.
-        params: the ``'params'`` collection, or a full variables dict containing ``'params'``.
+        module: a Flax linen module called as ``module.apply(variables, x, t, **cond)``, or a Flax NNX
+            module (holding its own parameters) called as ``module(x, t, **cond)``.
+        params: linen: the ``'params'`` collection, or a full variables dict containing ``'params'``;
+            NNX: leave it out (``None``).
         path: the path the network was trained on.
         prediction: what the network predicts (``'eps', 'x0', 'v', 'velocity', 'score'``).
 
-    The returned model's ``fn`` is ``jax.tree_util.Partial(module.apply, variables)``: the
-    parameters are pytree leaves, so ``jax.grad`` with respect to the model reaches them.
+    Either way the parameters are pytree leaves of the model: ``jax.grad`` with respect to the
+    model reaches them, and a mesh replicates them. Linen: ``fn`` is
+    ``jax.tree_util.Partial(module.apply, variables)``; NNX: the module is split once
+    (``nnx.split``) and merged inside each call, so the state is traced, not captured.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from flax import nnx
+        >>> import jaxsample as js
+        >>> class Net(nnx.Module):
+        ...     def __init__(self, rngs):
+        ...         self.lin = nnx.Linear(3, 2, rngs=rngs)
+        ...     def __call__(self, x, t):
+        ...         return self.lin(jnp.concatenate([x, jnp.broadcast_to(t, x.shape[:1])[:, None]], -1))
+        >>> model = js.nets.network_model(Net(nnx.Rngs(0)), path=js.RectifiedFlow(), prediction="velocity")
+        >>> js.sample(model, js.heun(), js.uniform(model.path, 4), jnp.ones((5, 2))).shape
+        (5, 2)
     """
+    if path is None or prediction is None:
+        raise ValueError("network_model needs path= and prediction=")
     check_prediction(prediction)
+    try:
+        from flax import nnx
+    except ImportError:  # pragma: no cover
+        nnx = None
+    if nnx is not None and isinstance(module, nnx.Module):
+        if params is not None:
+            raise ValueError("params must be None for an NNX module (it holds its own state)")
+        graphdef, state = nnx.split(module)
+        return Model(_NNXFn(graphdef, state), path, prediction)
+    if not hasattr(module, "apply"):
+        raise ValueError(f"module must be a Flax linen module (with .apply) or an NNX module, got "
+                         f"{type(module).__name__}")
+    if params is None:
+        raise ValueError("params is required for a linen module")
     variables = params if isinstance(params, dict) and "params" in params else {"params": params}
     return Model(jax.tree_util.Partial(module.apply, variables), path, prediction)
 
