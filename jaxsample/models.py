@@ -46,6 +46,8 @@ __all__ = [
     "change_path",
     "equivalent_time",
     "path_scale",
+    "clip_x0",
+    "dynamic_threshold",
 ]
 
 PREDICTIONS = ("eps", "x0", "v", "velocity", "score")
@@ -222,6 +224,51 @@ def equivalent_time(old_path: AbstractPath, new_path: AbstractPath, t):
     ``[t_start, t_end]`` from the same noise.
     """
     return new_path.t_from_lam(old_path.lam(t))
+
+
+class _ThresholdedX0(eqx.Module):
+    model: Model
+    percentile: float = eqx.field(static=True)
+    max_value: float = eqx.field(static=True)
+    clip_only: bool = eqx.field(static=True)
+
+    def __call__(self, x, t, **cond):
+        x0 = self.model.x0(x, t, **cond)
+        if self.clip_only:
+            return jnp.clip(x0, -self.max_value, self.max_value)
+        flat = jnp.abs(x0.reshape(x0.shape[0], -1)).astype(jnp.float32)
+        s = jnp.clip(jnp.quantile(flat, self.percentile, axis=1), 1.0, self.max_value)
+        s = expand_to(s, x0).astype(x0.dtype)
+        return jnp.clip(x0, -s, s) / s
+
+
+def clip_x0(model: Model, max_value: float = 1.0) -> Model:
+    """The model with its x0 prediction clipped to ``[-max_value, max_value]`` (diffusers'
+    ``clip_sample``); the result predicts ``x0``, so every solver sees the clipped denoiser.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> import jaxsample as js
+        >>> model = js.GaussianMixture.random(jax.random.key(0), dim=2, num_components=2).model(js.VPCosine())
+        >>> bool(jnp.abs(js.models.clip_x0(model, 0.5).x0(3 * jnp.ones((4, 2)), 0.5)).max() <= 0.5)
+        True
+    """
+    if not max_value > 0:
+        raise ValueError(f"max_value must be positive, got {max_value}")
+    return Model(_ThresholdedX0(model, 1.0, float(max_value), True), model.path, "x0")
+
+
+def dynamic_threshold(model: Model, percentile: float = 0.995, max_value: float = 1.0) -> Model:
+    """Imagen's dynamic thresholding (Saharia et al. 2022) of the x0 prediction, as diffusers'
+    ``DDPMScheduler._threshold_sample``: per sample, ``s = quantile(|x0|, percentile)`` clamped to
+    ``[1, max_value]``, then ``x0 <- clip(x0, -s, s) / s``. ``max_value = 1`` is a plain clip to
+    [-1, 1]; UniPC's and AdaSDE's code use no upper clamp (``max_value=inf``). The result predicts
+    ``x0``, so it works with every solver."""
+    if not 0 < percentile <= 1:
+        raise ValueError(f"percentile must be in (0, 1], got {percentile}")
+    if not max_value >= 1:
+        raise ValueError(f"max_value must be >= 1, got {max_value}")
+    return Model(_ThresholdedX0(model, float(percentile), float(max_value), False), model.path, "x0")
 
 
 class GaussianMixture(eqx.Module):

@@ -122,3 +122,20 @@ def test_deis_tab_differs_from_logrho(x64):
                                                 lower_order_final=True)
     with pytest.raises(AssertionError, match="relative max deviation"):
         _compare(x64, make, E.deis(3, "tab", lower_order_final=True, lower_order_final_below=15), 8)
+
+
+@pytest.mark.parametrize("percentile,max_value", [(0.995, 1.0), (0.9, 1.5), (0.8, float("inf"))])
+def test_dynamic_thresholding_is_diffusers(percentile, max_value):
+    """models.dynamic_threshold equals DDPMScheduler._threshold_sample on the x0 prediction
+    (float32, per sample over the flattened image)."""
+    from diffusers import DDPMScheduler
+
+    x0 = 1.7 * np.random.default_rng(0).standard_normal((5, 3, 4, 4)).astype(np.float32)
+    x0[0] *= 0.3  # a sample whose quantile is below 1: clamped up to s = 1
+    sched = DDPMScheduler(thresholding=True, dynamic_thresholding_ratio=percentile, sample_max_value=max_value)
+    want = sched._threshold_sample(torch.from_numpy(x0.copy())).numpy()
+    raw = models.Model(lambda x, t: jnp.asarray(x0), paths.VPCosine(), "x0")
+    got = models.dynamic_threshold(raw, percentile, max_value).x0(jnp.zeros(x0.shape), 0.5)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6, atol=1e-6)
+    clipped = models.clip_x0(raw).x0(jnp.zeros(x0.shape), 0.5)
+    np.testing.assert_array_equal(np.asarray(clipped), np.clip(x0, -1, 1))
