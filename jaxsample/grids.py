@@ -18,7 +18,8 @@ import numpy as np
 
 from jaxsample.paths import AbstractPath
 
-__all__ = ["uniform", "power", "logsnr_uniform", "edm", "time_uniform", "get_grid", "check_grid", "GRIDS"]
+__all__ = ["uniform", "power", "logsnr_uniform", "edm", "time_uniform", "shifted", "from_sigmas", "ays_sigmas",
+           "AYS_SIGMAS", "get_grid", "check_grid", "GRIDS"]
 
 
 def _check_num_steps(num_steps) -> int:
@@ -142,8 +143,82 @@ def time_uniform(path: AbstractPath, num_steps: int, rho: float = 1.0, eps_s: fl
     return _with_exact_ends(path.t_from_lam(jnp.asarray(-np.log(r), jnp.result_type(float))), t_start, t_end)
 
 
+def shifted(path: AbstractPath, num_steps: int, shift: float = 3.0, t_start=None, t_end=None):
+    """The time-shifted uniform grid of flow-matching image models (SD3's and Flux's ``shift``):
+    ``t' = shift t / (1 + (shift - 1) t)`` applied to a uniform grid in t (t in [0, 1]; on
+    :class:`~jaxsample.paths.RectifiedFlow` t is diffusers' flow sigma). ``shift = 1`` is the uniform
+    grid; Flux's resolution-dependent ``mu`` is ``shift = exp(mu)``. Read from diffusers'
+    ``FlowMatchEulerDiscreteScheduler`` (``time_shift``).
+
+    Example:
+        >>> from jaxsample import grids, paths
+        >>> [round(float(t), 4) for t in grids.shifted(paths.RectifiedFlow(), 4, shift=3.0)]
+        [1.0, 0.9, 0.75, 0.5, 0.0]
+    """
+    n = _check_num_steps(num_steps)
+    if not shift > 0:
+        raise ValueError(f"shift must be positive, got {shift}")
+    t_start, t_end = _ends(path, t_start, t_end)
+    if t_start > 1 or t_end < 0:
+        raise ValueError(f"the shifted grid needs times in [0, 1], got [{t_end}, {t_start}]")
+    t = np.linspace(t_start, t_end, n + 1)
+    t = shift * t / (1 + (shift - 1) * t)
+    return _with_exact_ends(jnp.asarray(t, jnp.result_type(float)), float(t[0]), float(t[-1]))
+
+
+def from_sigmas(path: AbstractPath, sigmas):
+    """A grid from a user-given decreasing list of noise levels ``sigma / alpha`` (e.g. Align Your
+    Steps' or a scheduler's ``sigmas``, without a final 0): the times on ``path`` with those levels.
+
+    Example:
+        >>> from jaxsample import grids, paths
+        >>> [round(float(t), 4) for t in grids.from_sigmas(paths.EDM(), [14.6, 1.88, 0.029])]
+        [14.6, 1.88, 0.029]
+    """
+    r = np.asarray(sigmas, np.float64)
+    if r.ndim != 1 or r.shape[0] < 2 or not np.all(np.isfinite(r)) or not np.all(r > 0):
+        raise ValueError(f"sigmas must be a 1-D list of at least 2 finite, positive noise levels (leave out a final 0), "
+                         f"got {sigmas!r}")
+    if not np.all(np.diff(r) < 0):
+        raise ValueError(f"sigmas must be strictly decreasing, got {sigmas!r}")
+    ts = path.t_from_lam(jnp.asarray(-np.log(r), jnp.result_type(float)))
+    check_grid(path, ts, "sigmas (as times)")
+    return ts
+
+
+#: Align Your Steps' 10-step noise levels (Sabour et al. 2024), as diffusers' ``AysSchedules`` and
+#: ComfyUI ship them, for Stable Diffusion 1.5 and SDXL (the last value is replaced by 0 when used).
+AYS_SIGMAS = {
+    "sd15": (14.6146412293, 6.4745760956, 3.8636745985, 2.6946151520, 1.8841921177, 1.3943805092, 0.9642583904,
+             0.6523686016, 0.3977456272, 0.1515232662, 0.0291671582),
+    "sdxl": (14.6146412293, 6.3184485287, 3.7681790315, 2.1811480769, 1.3405244945, 0.8620721141, 0.5550693289,
+             0.3798540708, 0.2332364134, 0.1114188177, 0.0291671582),
+}
+
+
+def ays_sigmas(num_steps: int, model: str = "sd15") -> np.ndarray:
+    """Align Your Steps' noise levels for ``num_steps`` steps: the 10-step list interpolated
+    log-linearly (ComfyUI's ``loglinear_interp``), ``num_steps + 1`` values ending at the list's
+    smallest (nonzero) level; ``num_steps = 10`` returns the list itself. Use with :func:`from_sigmas`.
+
+    Example:
+        >>> from jaxsample import grids
+        >>> bool((grids.ays_sigmas(10) == grids.AYS_SIGMAS["sd15"]).all())
+        True
+    """
+    n = _check_num_steps(num_steps)
+    if model not in AYS_SIGMAS:
+        raise ValueError(f"model must be one of {sorted(AYS_SIGMAS)}, got {model!r}")
+    table = np.asarray(AYS_SIGMAS[model], np.float64)
+    if n == len(table) - 1:
+        return table.copy()
+    ys = np.log(table[::-1])
+    out = np.exp(np.interp(np.linspace(0, 1, n + 1), np.linspace(0, 1, len(ys)), ys))
+    return out[::-1].copy()
+
+
 GRIDS = {"uniform": uniform, "power": power, "quadratic": power, "logsnr": logsnr_uniform, "edm": edm,
-         "time_uniform": time_uniform}
+         "time_uniform": time_uniform, "shifted": shifted}
 
 
 def get_grid(name: str, path: AbstractPath, num_steps: int, **kwargs):

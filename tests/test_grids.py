@@ -74,3 +74,30 @@ def test_bad_grids_are_rejected():
         grids.uniform(path, 4, t_start=0.2, t_end=0.5)
     with pytest.raises(ValueError, match="grid must be one of"):
         grids.get_grid("cosine", path, 4)
+
+
+def test_shifted_grid_is_the_sd3_flux_time_shift():
+    flow = paths.RectifiedFlow()
+    np.testing.assert_allclose(grids.shifted(flow, 8, shift=1.0), grids.uniform(flow, 8), atol=1e-7)
+    mu = 1.15  # Flux at 4096 tokens: exponential shift e^mu / (e^mu + 1/t - 1) = static shift exp(mu)
+    t = np.linspace(1.0, 0.0, 9)[:-1]
+    want = np.exp(mu) / (np.exp(mu) + 1 / t - 1)
+    np.testing.assert_allclose(grids.shifted(flow, 8, shift=float(np.exp(mu)))[:-1], want, rtol=1e-6)
+    with pytest.raises(ValueError, match="shift must be positive"):
+        grids.shifted(flow, 4, shift=0.0)
+
+
+def test_align_your_steps_and_user_sigmas():
+    np.testing.assert_array_equal(grids.ays_sigmas(10, "sdxl"), grids.AYS_SIGMAS["sdxl"])
+    s = grids.ays_sigmas(20)
+    assert s.shape == (21,) and np.all(np.diff(s) < 0)
+    np.testing.assert_allclose(s[::2], grids.AYS_SIGMAS["sd15"], rtol=1e-12)  # log-linear between the knots
+    vp = paths.VPCosine()
+    ts = grids.from_sigmas(vp, s)
+    np.testing.assert_allclose(np.exp(-np.asarray(vp.lam(ts))), s, rtol=1e-4)  # the same sigma / alpha
+    with pytest.raises(ValueError, match="sigmas must be strictly decreasing"):
+        grids.from_sigmas(vp, [1.0, 2.0])
+    with pytest.raises(ValueError, match="leave out a final 0"):
+        grids.from_sigmas(vp, [14.6, 1.0, 0.0])
+    with pytest.raises(ValueError, match="model must be one of"):
+        grids.ays_sigmas(10, "sd3")
