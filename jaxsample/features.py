@@ -27,7 +27,13 @@ import numpy as np
 
 from jaxsample.metrics import frechet_distance
 
-__all__ = ["digits_features", "digits_frechet_distance"]
+__all__ = ["digits_features", "digits_frechet_distance", "fashion_features", "fashion_frechet_distance",
+           "FASHION_STATS"]
+
+#: The shipped held-out statistics of Fashion-MNIST: mean and covariance of the shipped
+#: ``fashion_classifier``'s features of the 10,000 test images (built by
+#: ``experiments/teachers/fashion_stats.py``), so that the Frechet distance needs no dataset.
+FASHION_STATS = "fashion_mnist_test_features.npz"
 
 
 def _default_classifier():
@@ -60,3 +66,28 @@ def digits_frechet_distance(images, reference=None, classifier=None) -> float:
     if classifier is None:
         classifier = _default_classifier()
     return frechet_distance(digits_features(images, classifier), digits_features(reference, classifier))
+
+
+def fashion_features(images, classifier=None, *, batch_size: int = 1024) -> np.ndarray:
+    """Penultimate-layer features (N, 128) of Fashion-MNIST images (N, 28, 28, 1) in [-1, 1], with
+    the shipped ``fashion_classifier`` unless ``classifier`` (a ``(module, params)`` pair) is given."""
+    if classifier is None:
+        from jaxsample import teachers
+
+        classifier = teachers.load_classifier("fashion_classifier")
+    return digits_features(images, classifier, batch_size=batch_size)
+
+
+def fashion_frechet_distance(images, classifier=None) -> float:
+    """Frechet distance between the shipped classifier's features of ``images`` and the shipped
+    statistics of the 10,000 held-out Fashion-MNIST images (:data:`FASHION_STATS`): no dataset
+    needed. With another ``classifier`` the shipped statistics do not apply: pass its own
+    reference features to :func:`jaxsample.metrics.frechet_distance` instead."""
+    if classifier is not None:
+        raise ValueError("classifier must be None: the shipped statistics are of the shipped classifier's features")
+    from jaxsample._assets import asset_path
+    from jaxsample.metrics import feature_stats, frechet_distance_from_stats
+
+    with np.load(asset_path(FASHION_STATS)) as z:
+        mu, cov = z["mean"], z["cov"]
+    return frechet_distance_from_stats(*feature_stats(fashion_features(images)), mu, cov)
