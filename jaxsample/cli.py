@@ -299,7 +299,7 @@ def _demo(args) -> int:
 def _list(args) -> int:
     from jaxsample import teachers
 
-    print("teachers:", ", ".join(t for t in teachers.list_teachers() if t != "digits_classifier"))
+    print("teachers:", ", ".join(sorted(teachers.GENERATIVE)))
     print("solvers: ", ", ".join(solver_names()))
     print("grids:   ", ", ".join(GRIDS))
     print("distill: ", ", ".join(DISTILL))

@@ -196,7 +196,7 @@ def load_task(name: str, *, guidance_scale: float = 1.0, edm_interval: Optional[
 
     from jaxsample import nets, teachers
 
-    generative = [t for t in teachers.list_teachers() if t != "digits_classifier"]
+    generative = sorted(teachers.GENERATIVE)
     if not isinstance(name, str) or not (name in generative or (name.endswith(".json") and os.path.isfile(name))):
         missing = " (no such card file)" if isinstance(name, str) and name.endswith(".json") else ""
         mixtures = ", ".join(repr(f"{MIXTURE}_{s}") for s in sorted(compare.BENCHMARK_SETTINGS))

@@ -41,6 +41,7 @@ from jaxsample.models import Model
 
 __all__ = [
     "TEACHERS",
+    "GENERATIVE",
     "ASSETS_DIR",
     "list_teachers",
     "teacher_card",
@@ -53,9 +54,11 @@ __all__ = [
     "serialize_params",
 ]
 
-#: Names of the shipped teachers (generative models and the digits feature classifier).
-TEACHERS = ("digits_flow", "digits_vp", "checkerboard_flow", "digits_classifier")
-_GENERATIVE = ("digits_flow", "digits_vp", "checkerboard_flow")
+#: Names of the shipped teachers (generative models and the digits and Fashion-MNIST feature classifiers).
+TEACHERS = ("digits_flow", "digits_vp", "checkerboard_flow", "digits_classifier", "fashion_classifier")
+#: The generative ones (the rest are feature classifiers).
+GENERATIVE = ("digits_flow", "digits_vp", "checkerboard_flow")
+_GENERATIVE = GENERATIVE
 _CLASSIFIERS = ("digits_classifier", "fashion_classifier")
 
 _MODULES = {"UNet": nets.UNet, "PatchTransformer": nets.PatchTransformer, "MLP": nets.MLP,
@@ -69,7 +72,7 @@ def list_teachers() -> list:
     Example:
         >>> import jaxsample as js
         >>> js.list_teachers()
-        ['checkerboard_flow', 'digits_classifier', 'digits_flow', 'digits_vp']
+        ['checkerboard_flow', 'digits_classifier', 'digits_flow', 'digits_vp', 'fashion_classifier']
     """
     return sorted(TEACHERS)
 

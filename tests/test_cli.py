@@ -25,7 +25,7 @@ def test_list_names_every_teacher_solver_and_method(capsys):
     out = capsys.readouterr().out
     for name in ("digits_vp", "checkerboard_flow", "dpm_solver_pp_2m", "unipc", "euler_maruyama", "bns", "catch-up"):
         assert name in out
-    assert "digits_classifier" not in out  # not a generative teacher
+    assert "digits_classifier" not in out and "fashion_classifier" not in out  # not generative teachers
 
 
 def test_sample_writes_the_samples_of_the_library_call(tmp_path):

@@ -24,7 +24,7 @@ NUM_STEPS = 16
 
 def test_list_teachers_and_cards():
     names = teachers.list_teachers()
-    assert names == sorted(["digits_flow", "digits_vp", "checkerboard_flow", "digits_classifier"])
+    assert names == sorted(["digits_flow", "digits_vp", "checkerboard_flow", "digits_classifier", "fashion_classifier"])
     for name in names:
         card = teachers.teacher_card(name)
         for key in ("name", "module", "net", "weights_file", "command", "config", "train_wall_time_s",
