@@ -207,12 +207,10 @@ def load_solver(filename: str, *, model=None, teacher: Optional[str] = None, exp
     except (KeyError, TypeError, AttributeError, OSError, EOFError) as err:  # a damaged header or archive
         raise ValueError(f"filename {filename!r}: cannot rebuild its {cls.__name__} "
                          f"({type(err).__name__}: {err})") from err
-    times = getattr(solver, "times", None)
+    times = getattr(solver, "times", None)  # a learned grid, or the times of a statistics table
     if model is not None and times is not None:
-        from jaxsample.grids import check_grid
-
         try:
-            check_grid(model.path, np.asarray(times), "times", strict=False)
+            model.path.check_times("times", np.asarray(times))
         except ValueError as err:
             raise ValueError(f"filename {filename!r}: the solver's times do not fit the model's path: {err}") from None
     return solver
