@@ -79,12 +79,6 @@ def shipped(name: str, nfes=None) -> dict:
 FIXED_GRID = {"solver": "unipc_bh2_3", "grid": "quadratic", "steps": 128}
 
 
-def _fixed_grid_solver(name):
-    from jaxsample.solvers import registry
-
-    return registry.get(name).make()
-
-
 def make_pairs(model: Model, num: int, sample_shape, *, seed: int, t_start=None, t_end=None,
                cond: Optional[Mapping] = None, batch_size: int = 1024, mesh=None, method: str = "adaptive",
                fixed_grid: Optional[Mapping] = None, **reference_kwargs) -> dict:
@@ -115,19 +109,16 @@ def make_pairs(model: Model, num: int, sample_shape, *, seed: int, t_start=None,
             raise ValueError(f"{sorted(reference_kwargs)} are options of method='adaptive'")
         spec = {**FIXED_GRID, **(fixed_grid or {})}
         from jaxsample.grids import get_grid
+        from jaxsample.solvers import registry
 
-        path = model.path
-        ts = get_grid(spec["grid"], path, spec["steps"], t_start=t_start, t_end=t_end)
-        solver = _fixed_grid_solver(spec["solver"])
+        ts = get_grid(spec["grid"], model.path, spec["steps"], t_start=t_start, t_end=t_end)
+        solver = registry.get(spec["solver"]).make()
         size = min(batch_size, num)
         targets = []
         for lo in range(0, num, size):
-            n_lo = noise[lo:lo + size]
-            c = {k: v[lo:lo + size] for k, v in cond.items()}
-            real = n_lo.shape[0]
-            if real < size:  # pad the last batch: one compiled program for every batch
-                n_lo = jnp.concatenate([n_lo, jnp.zeros((size - real, *n_lo.shape[1:]), n_lo.dtype)])
-                c = {k: jnp.concatenate([v, jnp.repeat(v[-1:], size - real, axis=0)]) for k, v in c.items()}
+            # the last batch padded to the same size: one compiled program for every batch
+            (n_lo, c), real = parallel.pad_batch((noise[lo:lo + size], {k: v[lo:lo + size] for k, v in cond.items()}),
+                                                 size)
             x = parallel.gather(sample(model, solver, ts, n_lo, cond=c, mesh=mesh))
             targets.append(np.asarray(x)[:real])
         return {"noise": noise, "target": jnp.asarray(np.concatenate(targets)), **cond}
