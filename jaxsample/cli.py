@@ -1,6 +1,6 @@
 """The ``jaxsample`` command line.
 
-    jaxsample demo [--setting digits|mixture] [--out DIR] [--samples N]
+    jaxsample demo [--setting fashion|digits|mixture] [--out DIR] [--samples N]
     jaxsample sample --teacher digits_vp --solver dpm_solver_pp_2m --nfe 8 --out DIR
     jaxsample sample --teacher digits_vp --solver-file jaxsample/assets/bns/digits_vp_nfe8.npz --out DIR
     jaxsample distill bns --config experiments/bns/configs/gmm.py --workdir DIR [--set num_steps=200]
@@ -292,7 +292,7 @@ def _demo(args) -> int:
     if args.setting == "mixture":
         demo.run_mixture(out, num_samples=args.samples or 512)
     else:
-        demo.run(out, num_samples=args.samples)
+        demo.run(out, num_samples=args.samples, setting=args.setting)
     return 0
 
 
@@ -313,10 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="the README demo: classical and shipped learned solvers against ground truth")
-    p.add_argument("--setting", choices=("digits", "mixture"), default="digits",
-                   help="digits: the shipped digits teacher (default); mixture: the 64-d Gaussian-mixture benchmark")
+    p.add_argument("--setting", choices=("fashion", "digits", "mixture"), default="fashion",
+                   help="fashion: the shipped Fashion-MNIST teacher (default); digits: the shipped 8x8 digits "
+                        "teacher; mixture: the 64-d Gaussian-mixture benchmark")
     p.add_argument("--out", help="output folder (default: out/demo, or out/demo_mixture)")
-    p.add_argument("--samples", type=int, help="number of held-out noises (default: 256 for digits, 512 for mixture)")
+    p.add_argument("--samples", type=int, help="number of held-out noises (default: 256 for the image teachers, 512 for mixture)")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("sample", help="sample a shipped or saved teacher with any solver; writes samples.npz and "

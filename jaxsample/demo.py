@@ -84,64 +84,86 @@ def run_mixture(out_dir: str = "out/demo_mixture", num_samples: int = 512, nfes=
     return results
 
 
-# ----------------------------------------------------------------------------- the digits demo
+# ----------------------------------------------------------------------------- the image demos
 
+#: The image teachers the demo runs on (``jaxsample demo --setting fashion|digits``): teacher name,
+#: how its network is described in the figure title.
+IMAGE_TEACHERS = {
+    "fashion": ("fashion_vp", "patch transformer, v prediction, VP cosine"),
+    "digits": ("digits_vp", "U-Net, v prediction, VP cosine"),
+}
 DIGITS_TEACHER = "digits_vp"
 DIGITS_NFES = (4, 8, 16)
 DIGITS_BASELINES = ("euler", "heun", "ddim", "dpm_solver_pp_2m", "unipc_bh2_3", "deis_tab_3", "ipndm")
 
 
-def digits_reference() -> dict:
-    """The shipped ground truth for the digits demo: ``noise``, ``target`` (the adaptive Dopri8
-    solution from that noise over ``t_start`` -> ``t_end``, EDM's sigma / alpha in [80, 0.002])."""
+def reference(teacher: str = DIGITS_TEACHER) -> dict:
+    """The shipped ground truth for the demo on ``teacher``: ``noise``, ``target`` (the ODE
+    solution from that noise over ``t_start`` -> ``t_end``, EDM's sigma / alpha in [80, 0.002]),
+    and, where stated, how it was computed (``method``)."""
     import numpy as np
 
-    with np.load(asset_path("demo", f"{DIGITS_TEACHER}_reference.npz")) as f:
+    with np.load(asset_path("demo", f"{teacher}_reference.npz")) as f:
         return {k: f[k] for k in f.files}
 
 
-def learned_digits_solvers(nfes=DIGITS_NFES, t_start=None, t_end=None) -> dict:
-    """name -> {nfe: (solver, ts)}: the learned (or calibrated) solvers shipped for the digits
-    teacher: BNS solvers, and DEIS-SN (tAB order 3 on the quadratic grid from ``t_start`` to
-    ``t_end``) with the shipped score-norm statistic."""
+def digits_reference() -> dict:
+    """:func:`reference` of the digits teacher (the adaptive Dopri8 solution, rtol 1e-4)."""
+    return reference(DIGITS_TEACHER)
+
+
+def learned_solvers(teacher: str, nfes=DIGITS_NFES, t_start=None, t_end=None) -> dict:
+    """name -> {nfe: (solver, ts)}: the learned (or calibrated) solvers shipped for ``teacher``:
+    BNS solvers, and DEIS-SN (tAB order 3 on the quadratic grid from ``t_start`` to ``t_end``)
+    with the shipped score-norm statistic."""
     from jaxsample.grids import get_grid
     from jaxsample.paths import VPCosine
     from jaxsample.solvers import ScoreNormStats, deis_sn, load_solver
 
     out = {}
-    stats_file = ASSETS_DIR / "deis_sn" / f"{DIGITS_TEACHER}.npz"
+    stats_file = ASSETS_DIR / "deis_sn" / f"{teacher}.npz"
     if stats_file.exists() and t_start is not None:
-        solver = deis_sn(load_solver(str(stats_file), expect=ScoreNormStats, teacher=DIGITS_TEACHER), order=3)
+        solver = deis_sn(load_solver(str(stats_file), expect=ScoreNormStats, teacher=teacher), order=3)
         out["DEIS-SN (calibrated)"] = {n: (solver, get_grid("quadratic", VPCosine(), n, t_start=t_start, t_end=t_end))
                                        for n in nfes}
-    learned = bns.shipped(DIGITS_TEACHER, nfes)
+    learned = bns.shipped(teacher, nfes)
     if learned:
         out["BNS (learned)"] = {n: (s, s.times) for n, s in learned.items()}
     return out
 
 
+def learned_digits_solvers(nfes=DIGITS_NFES, t_start=None, t_end=None) -> dict:
+    """:func:`learned_solvers` of the digits teacher."""
+    return learned_solvers(DIGITS_TEACHER, nfes, t_start, t_end)
+
+
 def _save_sample_grid(rows: dict, filename: str, num: int = 12) -> None:
-    """One row of ``num`` digits per entry of ``rows`` (label -> images), labelled on the left."""
+    """One row of ``num`` images per entry of ``rows`` (label -> images), labelled on the left."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(len(rows), 1, figsize=(num * 0.55 + 2.4, len(rows) * 0.62 + 0.2), squeeze=False)
+    size = np.asarray(next(iter(rows.values()))).shape[1]
+    cell = 0.55 * max(1.0, size / 14)  # inches per image: 8x8 digits small, 28x28 images larger
+    fig, axes = plt.subplots(len(rows), 1, figsize=(num * cell + 2.4, len(rows) * (cell + 0.07) + 0.2),
+                             squeeze=False)
     for ax, (label, images) in zip(axes[:, 0], rows.items()):
         imgs = np.clip((np.asarray(images[:num])[..., 0] + 1) / 2, 0, 1)
         strip = np.concatenate([np.pad(im, ((1, 1), (1, 1)), constant_values=1.0) for im in imgs], axis=1)
         ax.imshow(strip, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_xticks([]), ax.set_yticks([])
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    fig.subplots_adjust(left=2.3 / (num * 0.55 + 2.4), right=0.99, top=0.99, bottom=0.01, hspace=0.08)
+    fig.subplots_adjust(left=2.3 / (num * cell + 2.4), right=0.99, top=0.99, bottom=0.01, hspace=0.08)
     save_figure(fig, filename, dpi=110)
     plt.close(fig)
 
 
-def run(out_dir: str = "out/demo", num_samples: Optional[int] = None, nfes=DIGITS_NFES, quiet: bool = False) -> dict:
-    """The digits demo (see the module docstring); returns what it writes to results.json.
+def run(out_dir: str = "out/demo", num_samples: Optional[int] = None, nfes=DIGITS_NFES, quiet: bool = False,
+        setting: str = "fashion") -> dict:
+    """The image demo on ``setting``'s teacher (a key of :data:`IMAGE_TEACHERS`: ``'fashion'``, the
+    default, or ``'digits'``; see the module docstring); returns what it writes to results.json.
 
     ``num_samples`` (default: all the shipped ground truth, 256) held-out noises are used.
     """
@@ -149,22 +171,25 @@ def run(out_dir: str = "out/demo", num_samples: Optional[int] = None, nfes=DIGIT
     import numpy as np
     from tqdm.auto import tqdm
 
-    from jaxsample import features, teachers
+    from jaxsample import tasks
     from jaxsample.grids import get_grid
     from jaxsample.metrics import psnr
     from jaxsample.sampling import sample
 
+    if setting not in IMAGE_TEACHERS:
+        raise ValueError(f"setting must be one of {sorted(IMAGE_TEACHERS)} (or use run_mixture), got {setting!r}")
+    teacher, network = IMAGE_TEACHERS[setting]
     t0 = time.perf_counter()
     os.makedirs(out_dir, exist_ok=True)
-    ref = digits_reference()
+    ref = reference(teacher)
     n = ref["noise"].shape[0] if num_samples is None else int(num_samples)
     if not 1 <= n <= ref["noise"].shape[0]:
         raise ValueError(f"num_samples must be in [1, {ref['noise'].shape[0]}] (the shipped ground truth), got {n}")
     noise, target = jax.numpy.asarray(ref["noise"][:n]), np.asarray(ref["target"][:n])
     t_start, t_end = float(ref["t_start"]), float(ref["t_end"])
-    model = teachers.load_teacher(DIGITS_TEACHER)
-    classifier = teachers.load_digits_classifier()
-    fd = lambda x: features.digits_frechet_distance(np.asarray(x), classifier=classifier)  # noqa: E731
+    task = tasks.load_task(teacher)
+    model = task.model
+    fd = lambda x: task.frechet_distance(np.asarray(x))  # noqa: E731
 
     suite = compare.baseline_suite(model.path, grids=["quadratic"])
     runs = []  # (name, nfe, solver, ts, grid)
@@ -174,7 +199,7 @@ def run(out_dir: str = "out/demo", num_samples: Optional[int] = None, nfes=DIGIT
             if nfe % solver.nfe(1) == 0:
                 runs.append((name, nfe, solver, get_grid("quadratic", model.path, nfe // solver.nfe(1),
                                                          t_start=t_start, t_end=t_end), "quadratic"))
-    learned = learned_digits_solvers(nfes, t_start, t_end)
+    learned = learned_solvers(teacher, nfes, t_start, t_end)
     for name, by_nfe in learned.items():
         for nfe, (solver, ts) in sorted(by_nfe.items()):
             runs.append((name, nfe, solver, ts, "learned"))
@@ -188,16 +213,18 @@ def run(out_dir: str = "out/demo", num_samples: Optional[int] = None, nfes=DIGIT
                      "psnr_db": float(psnr(x, target)), "fd": fd(x), "seconds": time.perf_counter() - t1})
     reference_fd = fd(target)
     best = compare.best_by_nfe(rows, exclude=list(learned))
+    what = "digits" if setting == "digits" else "Fashion-MNIST test images"
+    method = str(ref["method"]) if "method" in ref else "adaptive Dopri8"
     if not quiet:
-        print(f"\n## {DIGITS_TEACHER} ({n} held-out noises): PSNR (dB) against the exact ODE solution, higher is "
+        print(f"\n## {teacher} ({n} held-out noises): PSNR (dB) against the ODE solution ({method}), higher is "
               f"better\n")
         print(compare.markdown_table(rows))
-        print(f"\n## Frechet distance to held-out digits (classifier features), lower is better; the exact ODE "
+        print(f"\n## Frechet distance to held-out {what} (classifier features), lower is better; the ODE "
               f"solution itself: {reference_fd:.2f}\n")
         print(compare.markdown_table(rows, "fd"))
     plot = os.path.join(out_dir, "psnr_vs_nfe.png")
-    compare.plot_psnr_vs_nfe({f"{DIGITS_TEACHER} (U-Net, v prediction, VP cosine)": rows}, plot,
-                             title="jaxsample on the shipped digits teacher: classical vs learned solvers")
+    compare.plot_psnr_vs_nfe({f"{teacher} ({network})": rows}, plot,
+                             title=f"jaxsample on the shipped {teacher} teacher: classical vs learned solvers")
     grid_rows = {"exact ODE solution": target}
     for nfe in nfes[:2]:  # beyond NFE 8 the rows look alike
         for name in ["ddim", best[nfe]["solver"] if nfe in best else None, *learned]:
@@ -205,7 +232,8 @@ def run(out_dir: str = "out/demo", num_samples: Optional[int] = None, nfes=DIGIT
                 grid_rows[f"{name.split(' ')[0]}, NFE {nfe}"] = samples[name, nfe]
     grid_png = os.path.join(out_dir, "samples.png")
     _save_sample_grid(grid_rows, grid_png)
-    results = {"teacher": DIGITS_TEACHER, "num_samples": n, "rows": rows, "reference_fd": reference_fd,
+    results = {"teacher": teacher, "num_samples": n, "rows": rows, "reference_fd": reference_fd,
+               "reference_method": method,
                "best_classical": {k: (v["solver"], round(v["psnr_db"], 2)) for k, v in best.items()},
                "seconds": time.perf_counter() - t0}
     write_json(os.path.join(out_dir, "results.json"), results)

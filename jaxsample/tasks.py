@@ -53,7 +53,7 @@ class Task:
         num_classes: the number of classes of a class-conditional teacher (label
             ``num_classes`` is its null class), else None.
         data_range: the data range PSNR is measured with.
-        dataset: what the model generates: ``'digits'``, a 2-D toy name, or ``'gmm'``.
+        dataset: what the model generates: ``'digits'``, ``'fashion_mnist'``, a 2-D toy name, or ``'gmm'``.
         mixture: the analytic Gaussian mixture (exact samples and log-density), or None.
         card: the teacher's card, or None for the mixture.
     """
@@ -126,15 +126,28 @@ class Task:
 
         return float(psnr(x, reference, self.data_range))
 
+    @property
+    def has_image_features(self) -> bool:
+        """Whether :meth:`frechet_distance` scores in a shipped classifier's features (digits,
+        Fashion-MNIST) with no reference samples needed."""
+        return self.dataset in ("digits", "fashion_mnist")
+
     def frechet_distance(self, x, reference=None) -> float:
         """Frechet distance of samples ``x`` to ``reference``: for digits, in the shipped digits
-        classifier's features (``reference`` defaults to the 300 held-out digits); otherwise on the
-        raw coordinates, against ``reference`` (e.g. :meth:`data_samples`)."""
+        classifier's features (``reference`` defaults to the 300 held-out digits); for
+        Fashion-MNIST, in the shipped Fashion classifier's features against the shipped statistics
+        of the 10,000 held-out images (``reference`` must be None); otherwise on the raw
+        coordinates, against ``reference`` (e.g. :meth:`data_samples`)."""
         from jaxsample import features, metrics
 
         if self.dataset == "digits":
             return float(features.digits_frechet_distance(np.asarray(x), reference=reference,
                                                           classifier=_digits_classifier()))
+        if self.dataset == "fashion_mnist":
+            if reference is not None:
+                raise ValueError("reference must be None for Fashion-MNIST: the distance is to the shipped "
+                                 "statistics of the held-out images (jaxsample.features.fashion_frechet_distance)")
+            return float(features.fashion_frechet_distance(np.asarray(x)))
         if reference is None:
             raise ValueError(f"reference: task {self.name!r} ({self.dataset}) needs reference samples for the "
                              f"Frechet distance (e.g. task.data_samples(key, num))")

@@ -26,7 +26,7 @@ def test_shipped_ground_truth_is_the_teachers_ode_solution():
 
 @pytest.mark.slow
 def test_small_digits_demo_run(tmp_path):
-    out = demo.run(str(tmp_path), num_samples=24, nfes=(4,), quiet=True)
+    out = demo.run(str(tmp_path), num_samples=24, nfes=(4,), quiet=True, setting="digits")
     names = {r["solver"] for r in out["rows"]}
     assert set(demo.DIGITS_BASELINES) - {"heun"} <= names  # heun needs an even NFE: NFE 4 is 2 steps, included too
     assert {"BNS (learned)", "DEIS-SN (calibrated)"} <= names

@@ -114,6 +114,18 @@ def test_metrics():
     assert board.data_samples(jax.random.key(0), 5).shape == (5, 2)
     with pytest.raises(ValueError, match="no exact sampler"):
         digits.data_samples(jax.random.key(0), 5)
+    assert digits.has_image_features and not task.has_image_features
+
+
+def test_fashion_task_scores_against_the_shipped_statistics():
+    from jaxsample import features
+
+    fashion = dataclasses.replace(tasks.load_task("digits_vp"), dataset="fashion_mnist", sample_shape=(28, 28, 1))
+    x = np.asarray(jax.random.uniform(jax.random.key(0), (64, 28, 28, 1), minval=-1, maxval=1))
+    assert fashion.has_image_features
+    assert fashion.frechet_distance(x) == pytest.approx(features.fashion_frechet_distance(x), rel=1e-6)
+    with pytest.raises(ValueError, match="reference must be None for Fashion-MNIST"):
+        fashion.frechet_distance(x, reference=x)
 
 
 def test_bad_arguments_are_clear_errors(tmp_path):

@@ -101,11 +101,11 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
     train = pairs(config.num_train, config.seed * 3 + 0)
     val = pairs(config.num_val, config.seed * 3 + 1)
     test = pairs(config.num_test, config.seed * 3 + 2)
-    digits = task.dataset == "digits"
+    image_fd = task.has_image_features  # a Frechet distance in classifier features
     if main and config.get("save_test_pairs"):  # e.g. to ship as the demo's ground truth
         with atomic_write(os.path.join(workdir, "test_pairs.npz")) as f:
             np.savez_compressed(f, **{k: np.asarray(v) for k, v in test.items()})
-    reference_fd = task.frechet_distance(test["target"]) if digits else None
+    reference_fd = task.frechet_distance(test["target"]) if image_fd else None
     pairs_seconds = time.perf_counter() - t0
     classical = compare.baseline_suite(model.path, grids=config.get("baseline_grids") or None)
     suite = {name: classical[name] for name in config.get("baselines") or classical}  # the baselines to try
@@ -146,7 +146,7 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
                 solver, log, init_name = cand, cand_log, name
         bns_test = bns.evaluate_psnr(bns_model, solver, test, data_range=task.data_range, mesh=mesh)
         fds = {}
-        if digits:
+        if image_fd:
             from jaxsample.sampling import sample
 
             cond = {k: v for k, v in test.items() if k not in ("noise", "target")}
