@@ -365,6 +365,9 @@ def main(argv=None) -> int:
     if extra and args.command != "bench":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
+    from jaxsample.experiment import enable_compilation_cache
+
+    enable_compilation_cache()  # restarted runs load their compiled programs from disk
     try:
         return args.func(args)
     except CLIError as e:

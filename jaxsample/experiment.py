@@ -20,9 +20,14 @@ which checks the fields the studies share (:func:`validate_config`) before any w
 
 from __future__ import annotations
 
+import os
 from typing import Callable, Optional
 
-__all__ = ["main", "run", "validate_config", "ConfigError", "add_multihost_arguments"]
+__all__ = ["main", "run", "validate_config", "ConfigError", "add_multihost_arguments", "enable_compilation_cache",
+           "COMPILATION_CACHE_ENV"]
+
+#: The environment variable that sets (or, with ``off``, disables) the persistent compilation cache.
+COMPILATION_CACHE_ENV = "JAXSAMPLE_COMPILATION_CACHE"
 
 #: Fields that name a time grid (:data:`jaxsample.grids.GRIDS`), alone or as a tuple.
 _GRID_FIELDS = ("grid", "init_grid", "bns_init_grid", "plugin_grid", "calibration_grid")
@@ -78,10 +83,40 @@ def validate_config(config) -> None:
               "a non-empty tuple of positive integers")
 
 
+def enable_compilation_cache(directory: Optional[str] = None, min_compile_seconds: float = 0.5) -> Optional[str]:
+    """Turn on JAX's persistent compilation cache, so that a study or CLI run that is restarted (or
+    re-tuned) loads its compiled programs from disk instead of compiling them again: on 2 CPU cores
+    the baseline search of a study compiles for minutes.
+
+    ``directory`` defaults to ``$JAXSAMPLE_COMPILATION_CACHE``, else ``~/.cache/jaxsample/xla``;
+    ``off`` (or an empty string) leaves the cache off. Programs that compiled in under
+    ``min_compile_seconds`` are not cached. Returns the directory in use, or None when off. The studies
+    (:func:`run`) and the ``jaxsample`` command call it; call it yourself in your own scripts.
+
+    Example:
+        >>> import tempfile
+        >>> from jaxsample import experiment
+        >>> experiment.enable_compilation_cache("off") is None
+        True
+    """
+    import jax
+
+    if directory is None:
+        directory = os.environ.get(COMPILATION_CACHE_ENV, os.path.join("~", ".cache", "jaxsample", "xla"))
+    if directory in ("", "off"):
+        return None
+    directory = os.path.abspath(os.path.expanduser(directory))
+    os.makedirs(directory, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_seconds)
+    return directory
+
+
 def run(train_and_evaluate: Callable, config, workdir: str, *, coordinator_address: Optional[str] = None,
         num_processes: Optional[int] = None, process_id: Optional[int] = None, distributed_auto: bool = False):
     """Initialise multi-host JAX if asked (:func:`jaxsample.parallel.initialize`, before any JAX
-    computation), check ``config`` (:func:`validate_config`), then return
+    computation), turn on the persistent compilation cache (:func:`enable_compilation_cache`),
+    check ``config`` (:func:`validate_config`), then return
     ``train_and_evaluate(config, workdir)``.
 
     Raises:
@@ -93,6 +128,7 @@ def run(train_and_evaluate: Callable, config, workdir: str, *, coordinator_addre
 
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
     parallel.initialize(coordinator_address, num_processes, process_id, auto=distributed_auto)
+    enable_compilation_cache()
     validate_config(config)
     return train_and_evaluate(config, workdir)
 

@@ -228,3 +228,25 @@ def test_bench_bns_cost_writes_json(tmp_path):
     assert row["pairs_s"] == pytest.approx(12 * result["ground_truth_per_pair_s"])
     by_method = result["ground_truth_per_pair_s_by_method"]
     assert result["ground_truth_per_pair_s"] == by_method["fixed_grid"] and by_method["adaptive"] > 0
+
+
+def test_the_persistent_compilation_cache_is_written_and_can_be_turned_off(tmp_path):
+    import subprocess
+    import sys
+
+    script = ("import sys, jax, jax.numpy as jnp\n"
+              "from jaxsample import experiment\n"
+              "print(experiment.enable_compilation_cache(min_compile_seconds=0))\n"
+              "jax.jit(lambda x: jnp.sin(x) @ x.T + 1)(jnp.ones((4, 4))).block_until_ready()\n")
+    cache = tmp_path / "xla"
+
+    def run(value):
+        env = {**os.environ, "JAXSAMPLE_COMPILATION_CACHE": value, "JAX_PLATFORMS": "cpu"}
+        return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    assert run(str(cache)) == str(cache)
+    entries = sorted(p.name for p in cache.iterdir())
+    assert any(name.startswith("jit__lambda") for name in entries), entries
+    assert run(str(cache)) == str(cache) and sorted(p.name for p in cache.iterdir()) == entries  # read, not re-written
+    assert run("off") == "None"
