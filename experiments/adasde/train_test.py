@@ -51,3 +51,23 @@ def test_adasde_study_scores_every_method_and_resumes(tmp_path):
     train.train_and_evaluate(config, str(tmp_path))
     again = json.load(open(tmp_path / "results.json"))
     assert _without_timings(again["rows"]) == _without_timings(results["rows"])
+
+
+def test_official_recipe_study_selects_on_the_trained_solvers(tmp_path):
+    """configs/official.py on the tiny mixture: every switch on, one solver trained per candidate
+    (grid x gamma_max; grids for gamma = 0), the kept one the best on validation FD."""
+    from experiments.adasde.configs import official
+
+    config = official.official(_config())
+    config.grids, config.gamma_maxes = ("time_uniform", "logsnr"), (0.01, 0.02)
+    config.num_steps, config.batch_size = 3, 16
+    train.train_and_evaluate(config, str(tmp_path))
+    (row,) = json.load(open(tmp_path / "results.json"))["rows"]
+    ada, zero = row["adasde"], row["adasde_gamma0"]
+    assert sorted(ada["candidates_val_fd"]) == ["logsnr/gmax=0.01", "logsnr/gmax=0.02", "time_uniform/gmax=0.01",
+                                                "time_uniform/gmax=0.02"]
+    assert ada["val_fd"] == min(ada["candidates_val_fd"].values()) and row["grid"] == ada["grid"]
+    assert sorted(zero["candidates_val_fd"]) == ["logsnr", "time_uniform"]
+    assert zero["val_fd"] == min(zero["candidates_val_fd"].values())
+    assert zero["gamma"] == [0.0, 0.0] and 2e-4 <= ada["gamma"][1] <= ada["gamma_max"]
+    assert all(math.isfinite(row[m]["fd"]) for m in ("adasde", "adasde_gamma0", "best_baseline"))

@@ -25,6 +25,21 @@ def get_config():
     c.baselines = ("euler", "heun", "midpoint", "ddim", "dpm_solver_2", "dpm_solver_pp_2m", "dpm_solver_pp_3m",
                    "unipc_bh2_2", "unipc_bh2_3", "deis_tab_3", "ipndm", "ddpm_ancestral", "dpm_solver_pp_2m_sde")
     c.baseline_grids = ("quadratic", "logsnr", "edm")
+    # The official recipe part by part (configs/official.py turns all of them on; see train.py):
+    c.teacher_substeps = 2  # teacher_kind='official': DPM-Solver-2 sub-steps per fine interval (EDM rho 7)
+    c.fresh_trajectories = False  # True: new noise + teacher trajectories every batch (num_steps * batch_size)
+    c.loss = "mean"  # 'official': sum of squares / batch, last step feature_alpha * D * MSE of features
+    c.feature_alpha = 20.0
+    c.update_order = "per_batch"  # 'per_step': Adam stepped after every coarse step (official)
+    c.lr_schedule = "cosine"  # 'official': CosineAnnealingLR to the absolute floor 0.01, once per batch
+    c.official_gamma = False  # the official gamma map: gmin + (gmax - gmin) sigmoid((raw + 2 ln 1.5) / 2)
+    c.init_noise = 0.0  # 1.0: raw parameters start at N(0, 1) draws, as the official predictor's
+    c.scale_dir = 0.05
+    c.select_on = "init"  # 'trained': grid (and gamma_max) by the trained solvers' validation FD
+    c.gamma_maxes = ()  # candidates of gamma_max for select_on='trained' (empty: gamma_max)
+    # Per-NFE values, pairs (nfe, value), override learning_rate, gamma_max, scale_dir, teacher_m, feature_alpha.
+    c.learning_rate_by_nfe = c.gamma_max_by_nfe = c.scale_dir_by_nfe = ()
+    c.teacher_m_by_nfe = c.feature_alpha_by_nfe = ()
     c.seed = 0
     c.progress = True
     return c
