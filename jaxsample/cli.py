@@ -32,7 +32,7 @@ DISTILL = {
 }
 
 BENCH = {"overhead": "sampler_overhead.py", "scaling": "scaling.py", "solver-table": "solver_table.py",
-         "convergence": "convergence_orders.py", "bns-cost": "bns_cost.py"}
+         "convergence": "convergence_orders.py", "bns-cost": "bns_cost.py", "peers": "peers.py"}
 
 GRIDS = ("uniform", "quadratic", "logsnr", "edm", "time_uniform", "shifted")
 
