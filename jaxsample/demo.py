@@ -137,24 +137,40 @@ def learned_digits_solvers(nfes=DIGITS_NFES, t_start=None, t_end=None) -> dict:
     return learned_solvers(DIGITS_TEACHER, nfes, t_start, t_end)
 
 
-def _save_sample_grid(rows: dict, filename: str, num: int = 12) -> None:
-    """One row of ``num`` images per entry of ``rows`` (label -> images), labelled on the left."""
+#: How much the error rows of the demo's sample grid magnify ``|x - exact|``.
+ERROR_MAGNIFY = 4
+
+
+def _save_sample_grid(rows: dict, filename: str, num: int = 12, errors: Optional[dict] = None) -> None:
+    """One row of ``num`` images per entry of ``rows`` (label -> images in [-1, 1]), labelled on the
+    left. ``errors`` (label -> images): the row of ``rows`` with that label is followed by a row of
+    ``ERROR_MAGNIFY * |images - rows[first label]|`` in a heat map (white: no error, black: an error
+    of 2 / ERROR_MAGNIFY or more), so that differences too small to see in the samples show."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    size = np.asarray(next(iter(rows.values()))).shape[1]
+    exact = np.asarray(next(iter(rows.values())))[:num]
+    strips = []  # (label, strip, cmap)
+    for label, images in rows.items():
+        imgs = np.asarray(images[:num])[..., 0]
+        strips.append((label, np.clip((imgs + 1) / 2, 0, 1), "gray"))
+        if errors and label in errors:
+            err = np.abs(np.asarray(errors[label][:num]) - exact)[..., 0]
+            strips.append((f"|x - exact| x{ERROR_MAGNIFY}", np.clip(ERROR_MAGNIFY * err / 2, 0, 1), "gray_r"))
+    size = exact.shape[1]
     cell = 0.55 * max(1.0, size / 14)  # inches per image: 8x8 digits small, 28x28 images larger
-    fig, axes = plt.subplots(len(rows), 1, figsize=(num * cell + 2.4, len(rows) * (cell + 0.07) + 0.2),
+    fig, axes = plt.subplots(len(strips), 1, figsize=(num * cell + 2.4, len(strips) * (cell + 0.07) + 0.2),
                              squeeze=False)
-    for ax, (label, images) in zip(axes[:, 0], rows.items()):
-        imgs = np.clip((np.asarray(images[:num])[..., 0] + 1) / 2, 0, 1)
-        strip = np.concatenate([np.pad(im, ((1, 1), (1, 1)), constant_values=1.0) for im in imgs], axis=1)
-        ax.imshow(strip, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    for ax, (label, imgs, cmap) in zip(axes[:, 0], strips):
+        pad = 1.0 if cmap == "gray" else 0.0
+        strip = np.concatenate([np.pad(im, ((1, 1), (1, 1)), constant_values=pad) for im in imgs], axis=1)
+        ax.imshow(strip, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         ax.set_xticks([]), ax.set_yticks([])
-        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8,
+                      color="black" if cmap == "gray" else "dimgray")
     fig.subplots_adjust(left=2.3 / (num * cell + 2.4), right=0.99, top=0.99, bottom=0.01, hspace=0.08)
     save_figure(fig, filename, dpi=110)
     plt.close(fig)
@@ -231,7 +247,7 @@ def run(out_dir: str = "out/demo", num_samples: Optional[int] = None, nfes=DIGIT
             if (name, nfe) in samples:
                 grid_rows[f"{name.split(' ')[0]}, NFE {nfe}"] = samples[name, nfe]
     grid_png = os.path.join(out_dir, "samples.png")
-    _save_sample_grid(grid_rows, grid_png)
+    _save_sample_grid(grid_rows, grid_png, errors={k: v for k, v in grid_rows.items() if k != "exact ODE solution"})
     results = {"teacher": teacher, "num_samples": n, "rows": rows, "reference_fd": reference_fd,
                "reference_method": method,
                "best_classical": {k: (v["solver"], round(v["psnr_db"], 2)) for k, v in best.items()},
