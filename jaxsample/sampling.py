@@ -158,7 +158,7 @@ def _check_model_and_noise_once(model, noise, cond, name):
 
 def sample(model: Model, solver: AbstractSolver, ts, noise, *, key=None, cond: Optional[dict] = None,
            return_trajectory: bool = False, checkpoint: bool = False, check_finite: bool = True,
-           mesh=None):
+           mesh=None, final_x0: bool = False):
     """Run ``solver`` over the grid ``ts``, starting from ``x = sigma(ts[0]) * noise``.
 
     Jit-compiled (``eqx.filter_jit``); vmap-able; differentiable with respect to the
@@ -182,6 +182,15 @@ def sample(model: Model, solver: AbstractSolver, ts, noise, *, key=None, cond: O
             so memory grows with the number of steps, not with the model's activations.
         check_finite: raise (``equinox.EquinoxRuntimeError``) if any sample is NaN or
             infinite instead of returning it silently.
+        final_x0: end with a step to sigma = 0 through the model's x0 prediction, as k-diffusion's
+            samplers and diffusers' ``final_sigmas_type="zero"`` do: after the last step the sample
+            is ``model.x0(x, ts[-1])`` (one more model call). If the grid already ends at sigma = 0
+            (e.g. ``uniform`` on :class:`~jaxsample.paths.RectifiedFlow`), the step INTO sigma = 0
+            is that prediction at ``ts[-2]`` instead (no extra call): this is k-diffusion's rule for
+            every sampler, and it keeps the solvers that divide by sigma or log-SNR (DPM-Solver,
+            DEIS, iPNDM, ...) finite there. A peer's sigma list ``[s_0, ..., s_{n-1}, 0]`` is
+            ``grids.from_sigmas(path, [s_0, ..., s_{n-1}])`` with ``final_x0=True``. The trajectory
+            then ends with the x0 prediction.
         mesh: a mesh with a ``'data'`` axis (:func:`jaxsample.parallel.make_mesh`): the batch
             (noise, keys and batched ``cond``) is split over its devices, padded to a multiple of
             their number; the model and solver are replicated. Same keys, same samples, on any
@@ -218,13 +227,21 @@ def sample(model: Model, solver: AbstractSolver, ts, noise, *, key=None, cond: O
             key = sample_keys(key, noise.shape[0])
     else:
         key = None
+    if not isinstance(final_x0, (bool, np.bool_)):
+        raise ValueError(f"final_x0 must be True or False, got {final_x0!r}")
     out_dtype, dtype = noise.dtype, solve_dtype(noise.dtype)
     ts, noise = jnp.asarray(ts, dtype), jnp.asarray(noise, dtype)
+    if final_x0 and _ends_at_zero(model.path, ts):
+        if ts.shape[0] < 3:
+            raise ValueError(f"final_x0=True on a grid that ends at sigma = 0 replaces its last step by the x0 "
+                             f"prediction, so ts needs at least 3 times (2 steps), got {ts.shape[0]}")
+        ts = ts[:-1]
+    args = (return_trajectory, checkpoint, check_finite, bool(final_x0))
     if mesh is None:
-        out = _sample(model, solver, ts, noise, key, cond, return_trajectory, checkpoint, check_finite)
+        out = _sample(model, solver, ts, noise, key, cond, *args)
     else:
         (noise, key, cond), size = _shard(mesh, (noise, key, cond))
-        out = _sample(model, solver, ts, noise, key, cond, return_trajectory, checkpoint, check_finite)
+        out = _sample(model, solver, ts, noise, key, cond, *args)
         if noise.shape[0] != size:  # padded: cut the padding (else keep the result sharded as it is)
             out = (out[0][:size], out[1][:, :size]) if return_trajectory else out[:size]
     return jax.tree_util.tree_map(lambda a: a.astype(out_dtype), out) if out_dtype != dtype else out
@@ -249,8 +266,16 @@ def _raise_model(model):
     raise ValueError(f"model must be a jaxsample.Model, got {type(model).__name__}")
 
 
+def _ends_at_zero(path, ts) -> bool:
+    """Whether concrete ``ts`` ends where the path's sigma is exactly 0 (False for a traced grid)."""
+    try:
+        return float(np.asarray(path.sigma(ts[-1]))) == 0.0
+    except Exception:  # traced
+        return False
+
+
 @eqx.filter_jit
-def _sample(model, solver, ts, noise, keys, cond, return_trajectory, checkpoint, check_finite):
+def _sample(model, solver, ts, noise, keys, cond, return_trajectory, checkpoint, check_finite, final_x0=False):
     x = model.path.prior_scale(ts[0]) * noise
     state = solver.init(model, ts, x, cond)
 
@@ -263,12 +288,17 @@ def _sample(model, solver, ts, noise, keys, cond, return_trajectory, checkpoint,
         body = jax.checkpoint(body)
     state, traj = jax.lax.scan(body, state, jnp.arange(ts.shape[0] - 1))
     out = state.x
+    if final_x0:  # the step to sigma = 0: the model's x0 prediction at the last time
+        out = model.x0(out, ts[-1], **cond).astype(out.dtype)
+        if return_trajectory:
+            traj = jnp.concatenate([traj, out[None]], axis=0)
     if check_finite:
         # The check is tied to a scalar, not to ``out``: error_if on a sharded array would
         # gather it onto every device.
         zero = eqx.error_if(jnp.zeros((), out.dtype), ~jnp.all(jnp.isfinite(out)),
                             f"sample: {type(solver).__name__} produced NaN or inf samples (is the model "
-                            f"finite on the whole grid? e.g. an eps or x0 model divides by alpha or sigma)")
+                            f"finite on the whole grid? e.g. an eps or x0 model divides by alpha or sigma; "
+                            f"on a grid that ends at sigma = 0, pass final_x0=True)")
         out = out + zero
     if return_trajectory:
         return out, jnp.concatenate([x[None], traj], axis=0)

@@ -184,6 +184,24 @@ def test_sample_dpmpp_2m(ks, setup):
     _assert_close(sample(model, dpm_solver_pp_2m_sde(eta=0.0), ts, noise, key=jax.random.key(0)), theirs)
 
 
+@pytest.mark.parametrize("name", ["euler", "heun", "dpm_2", "dpmpp_2m", "lms"])
+def test_final_step_to_sigma_zero(ks, setup, name):
+    """k-diffusion's own sigma list ends with 0 and its last step is the denoiser's output; ours is
+    the same grid without the 0 and ``final_x0=True`` (no hand-made final step)."""
+    import torch
+
+    model, ts, noise = setup
+    ours_solver = {"euler": runge_kutta.euler(), "heun": runge_kutta.heun(),
+                   "dpm_2": _exponential("dpm_solver")(2),
+                   "dpmpp_2m": _exponential("dpm_solver_pp_2m")(lower_order_final=False),
+                   "lms": _exponential("deis")(4, "rhoab")}[name]
+    sigmas = torch.from_numpy(np.append(np.array(ts), 0.0).astype(np.float32))
+    x = torch.from_numpy(np.array(noise)) * sigmas[0]
+    theirs = getattr(ks, f"sample_{name}")(_torch_denoiser(model), x, sigmas, disable=True).numpy()
+    assert np.isfinite(theirs).all()
+    _assert_close(sample(model, ours_solver, ts, noise, final_x0=True), theirs)
+
+
 # ------------------------------------------------------------------ stochastic samplers
 
 

@@ -214,3 +214,42 @@ def test_the_model_check_runs_once_per_signature(setup):
     for _ in range(2):
         with pytest.raises(ValueError, match=r"noise of shape \(8, 5\) is rejected by the model"):
             js.sample(counted, js.euler(), ts, jnp.zeros((8, 5)))
+
+
+def test_final_x0_on_a_grid_ending_at_sigma_zero_keeps_every_solver_finite():
+    """On rectified flow a grid that ends at t = 0 reaches sigma = 0 exactly. ``final_x0=True`` drops that
+    last time and returns the x0 prediction at the one before (k-diffusion's rule for a trailing sigma 0).
+    For Euler the step into sigma = 0 IS the x0 prediction, so Euler is unchanged; every baseline stays
+    finite."""
+    from jaxsample import compare
+
+    gmm = js.GaussianMixture.random(jax.random.key(0), dim=4, num_components=3)
+    model = gmm.model(js.RectifiedFlow(), "velocity")
+    noise = js.initial_noise(jax.random.key(1), (8, 4))
+    ts = js.uniform(model.path, 8, t_start=0.99, t_end=0.0)
+    assert float(model.path.sigma(ts[-1])) == 0.0
+    bad = []
+    for name, (solver, _) in sorted(compare.baseline_suite(model.path, stochastic=True, grids=["uniform"]).items()):
+        n = max(3, 8 // solver.nfe(1))
+        grid = js.uniform(model.path, n, t_start=0.99, t_end=0.0)
+        x = js.sample(model, solver, grid, noise, key=jax.random.key(2), final_x0=True, check_finite=False)
+        if not bool(jnp.isfinite(x).all()):
+            bad.append(name)
+    assert bad == []
+    euler = js.sample(model, js.euler(), ts, noise)
+    np.testing.assert_allclose(js.sample(model, js.euler(), ts, noise, final_x0=True), euler, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="at least 3"):
+        js.sample(model, js.euler(), ts[-2:], noise, final_x0=True)
+
+
+def test_final_x0_adds_one_denoising_call_and_a_trajectory_entry():
+    gmm = js.GaussianMixture.random(jax.random.key(0), dim=3, num_components=2)
+    model = gmm.model(js.EDM(), "x0")
+    ts = js.edm(model.path, 6)
+    noise = js.initial_noise(jax.random.key(1), (5, 3))
+    x, traj = js.sample(model, js.heun(), ts, noise, final_x0=True, return_trajectory=True)
+    last = js.sample(model, js.heun(), ts, noise)
+    np.testing.assert_allclose(x, model.x0(last, ts[-1]), rtol=1e-6, atol=1e-6)
+    assert traj.shape == (len(ts) + 1, 5, 3) and bool((traj[-1] == x).all())
+    with pytest.raises(ValueError, match="final_x0"):
+        js.sample(model, js.heun(), ts, noise, final_x0="yes")
