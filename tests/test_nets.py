@@ -157,6 +157,40 @@ def test_guided_scalar_t_and_jit():
         nets.guided(lambda x, t: x, 1.0, 0)
 
 
+def test_guidance_interval_and_schedule():
+    """Kynkaanniemi et al. 2024 Eq. 6: guided inside (sigma_lo, sigma_hi] of EDM's sigma / alpha, the
+    conditional model outside; the interval (0, inf) is plain CFG. A schedule scale(t) is the
+    per-time scale."""
+    model, x = _class_model("eps")
+    label = jnp.array([0, 1, 2, 3, 0, 1])
+    path = model.path
+    t = jnp.linspace(0.1, 0.9, 6)
+    noise_level = np.asarray(path.sigma(t) / path.alpha(t))
+    # samples 2, 3, 4 inside (lo, hi], no level near a boundary (jit may round differently)
+    lo, hi = float(noise_level[1:3].mean()), float(noise_level[4:6].mean())
+    plain = nets.guided(model, 2.0, 4)
+    cond = model(x, t, label=label)
+    inside = (noise_level > lo) & (noise_level <= hi)
+    assert inside.tolist() == [False, False, True, True, True, False]
+    limited = nets.guided(model, 2.0, 4, interval=(lo, hi))
+    want = np.where(inside[:, None], plain(x, t, label=label), cond)
+    np.testing.assert_allclose(jax.jit(lambda m: m(x, t, label=label))(limited), want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(nets.guided(model, 2.0, 4, interval=(0, np.inf))(x, t, label=label),
+                               plain(x, t, label=label), rtol=1e-6, atol=1e-6)
+    for i in (0, 3):  # scalar t: lax.cond picks one branch for the whole batch
+        ti = float(t[i])
+        want_i = plain(x, ti, label=label) if inside[i] else model(x, ti, label=label)
+        np.testing.assert_allclose(jax.jit(lambda m: m(x, ti, label=label))(limited), want_i, rtol=1e-6, atol=1e-6)
+    # A schedule: scale(t) per sample, equal to a constant scale where it takes that value.
+    sched = nets.guided(model, lambda t: 1.0 + 2.0 * t, 4)
+    for i in (0, 5):
+        np.testing.assert_allclose(sched(x, t, label=label)[i], nets.guided(model, 1.0 + 2.0 * float(t[i]), 4)(
+            x, t, label=label)[i], rtol=1e-5, atol=1e-6)
+    for bad in ((2.0, 1.0), (-1.0, 1.0), "wide", (1.0,)):
+        with pytest.raises(ValueError, match="interval"):
+            nets.guided(model, 2.0, 4, interval=bad)
+
+
 def test_guided_model_runs_in_the_sampler_with_labels():
     from jaxsample import grids, sampling, solvers
 
