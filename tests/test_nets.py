@@ -211,3 +211,40 @@ def test_guided_model_runs_in_the_sampler_with_labels():
     chex.assert_equal_shape([out, noise])
     chex.assert_tree_all_finite(out)
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_cfg_pp_against_its_definition_and_limits():
+    """CFG++ (ALGORITHMS.md section 16): x_t = alpha_t x0_lam + sigma_t eps_u with
+    x0_lam = (x - sigma_s eps_lam) / alpha_s; lambda = 0 is unconditional DDIM, a label-blind model is DDIM."""
+    from jaxsample import grids, sampling, solvers
+
+    model, _ = _class_model("eps")
+    path = model.path
+    noise = jax.random.normal(jax.random.key(5), (6, 2))
+    label = jnp.array([0, 1, 2, 3, 0, 1])
+    null = jnp.full((6,), 4)
+    ts = grids.logsnr_uniform(path, 6)
+    lam = 0.6
+    # One step by hand, in eps space as the official code writes it.
+    s, t = ts[0], ts[1]
+    eps_c, eps_u = model.eps(noise, s, label=label), model.eps(noise, s, label=null)
+    eps_lam = eps_u + lam * (eps_c - eps_u)
+    x0_lam = (noise - path.sigma(s) * eps_lam) / path.alpha(s)
+    want = path.alpha(t) * x0_lam + path.sigma(t) * eps_u
+    got = sampling.sample(model, solvers.cfg_pp(lam, 4), ts[:2], noise, cond={"label": label})
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # lambda = 0: unconditional DDIM.
+    np.testing.assert_allclose(sampling.sample(model, solvers.cfg_pp(0.0, 4), ts, noise, cond={"label": label}),
+                               sampling.sample(model, solvers.ddim(), ts, noise, cond={"label": null}),
+                               rtol=1e-5, atol=1e-5)
+    # A model that ignores its label: CFG++ is DDIM at any lambda.
+    blind = models.Model(lambda x, t, label=None: model.fn(x, t, label=jnp.zeros(x.shape[0], jnp.int32)), path, "eps")
+    np.testing.assert_allclose(sampling.sample(blind, solvers.cfg_pp(0.8, 4), ts, noise, cond={"label": label}),
+                               sampling.sample(blind, solvers.ddim(), ts, noise), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="label"):
+        sampling.sample(model, solvers.cfg_pp(0.6, 4), ts, noise)
+    for bad in (-0.1, "0.6", True):
+        with pytest.raises(ValueError, match="guidance"):
+            solvers.cfg_pp(bad, 4)
+    with pytest.raises(ValueError, match="null_label"):
+        solvers.cfg_pp(0.6, -1)

@@ -21,7 +21,7 @@ from jaxsample.solvers.adasde import AdaSDE, LearnedAdaSDE, NoiseInjected, injec
 from jaxsample.solvers.score_norm import (DEISSN, DPMSolverSN, ScoreNormStats, deis_sn, dpm_solver_sn,
                                        score_normalise)
 from jaxsample.solvers.diffrax_interop import DiffraxAdapter, ProbabilityFlow, as_diffrax, probability_flow_term
-from jaxsample.solvers.ddim import DDIM, DDPMAncestral, ddim, ddpm_ancestral
+from jaxsample.solvers.ddim import DDIM, CFGPlusPlus, DDPMAncestral, cfg_pp, ddim, ddpm_ancestral
 from jaxsample.solvers.deis import DEIS, deis
 from jaxsample.solvers.dpm_solver import (DPMSolver, DPMSolverPP2MSDE, DPMSolverPP2S, DPMSolverPPMultistep, dpm_solver,
                                           dpm_solver_pp_2m, dpm_solver_pp_2m_sde, dpm_solver_pp_2s, dpm_solver_pp_3m)
@@ -37,7 +37,7 @@ __all__ = [
     "AbstractSolver", "SimpleState", "per_sample_normal",
     "DiffraxAdapter", "ProbabilityFlow", "as_diffrax", "probability_flow_term",
     "ButcherTableau", "ExplicitRungeKutta", "euler", "heun", "midpoint", "kutta3", "rk4",
-    "DDIM", "DEIS", "IPNDM", "DPMSolver", "DPMSolverPP2S", "DPMSolverPPMultistep", "UniPC",
+    "DDIM", "CFGPlusPlus", "cfg_pp", "DEIS", "IPNDM", "DPMSolver", "DPMSolverPP2S", "DPMSolverPPMultistep", "UniPC",
     "ddim", "deis", "dpm_solver", "dpm_solver_pp_2m", "dpm_solver_pp_2s", "dpm_solver_pp_3m", "ipndm", "unipc",
     "NonStationary", "BespokeNonStationary", "embed",
     "registry", "save_solver", "load_solver", "read_header",
