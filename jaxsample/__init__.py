@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 #: Sub-modules reachable as ``jaxsample.<name>``.
 _MODULES = ("compare", "data", "distill", "features", "grids", "metrics", "models", "nets", "objectives", "parallel",
-            "paths", "sampling", "solvers", "tasks", "teachers", "train")
+            "paths", "peers", "sampling", "solvers", "tasks", "teachers", "train")
 
 #: Public name -> the module that defines it.
 _NAMES = {
@@ -65,4 +65,4 @@ def __dir__():
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports  # pragma: no cover
     from jaxsample import (compare, data, distill, features, grids, metrics, models, nets, objectives,  # noqa: F401
-                           parallel, paths, sampling, solvers, tasks, teachers, train)
+                           parallel, paths, peers, sampling, solvers, tasks, teachers, train)

@@ -229,14 +229,21 @@ class VPLinear(AbstractVPPath):
 
 
 class DiscreteDDPM(AbstractVPPath):
-    """Discrete DDPM schedule (betas linear in [beta_start, beta_end] over N steps),
-    interpolated in continuous time as in DPM-Solver's `NoiseScheduleVP('discrete')`:
-    log alpha is piecewise linear between t_n = n / N, n = 1..N.
+    """Discrete DDPM schedule (betas in [beta_start, beta_end] over N steps), interpolated in
+    continuous time as in DPM-Solver's `NoiseScheduleVP('discrete')`: log alpha is piecewise
+    linear between t_n = n / N, n = 1..N. ``beta_schedule``: ``"linear"`` (DDPM's) or
+    ``"scaled_linear"`` (Stable Diffusion's: linear in sqrt(beta)), as diffusers names them.
+    diffusers' integer timestep ``k`` is ``t = (k + 1) / N`` here.
     """
 
     num_train_steps: int = eqx.field(static=True, default=1000)
     beta_start: float = eqx.field(static=True, default=1e-4)
     beta_end: float = eqx.field(static=True, default=0.02)
+    beta_schedule: str = eqx.field(static=True, default="linear")
+
+    def __check_init__(self):
+        if self.beta_schedule not in ("linear", "scaled_linear"):
+            raise ValueError(f"beta_schedule must be 'linear' or 'scaled_linear', got {self.beta_schedule!r}")
 
     @property
     def t_min(self):
@@ -248,7 +255,10 @@ class DiscreteDDPM(AbstractVPPath):
 
     def _tables(self):
         n = self.num_train_steps
-        betas = np.linspace(self.beta_start, self.beta_end, n, dtype=np.float64)
+        if self.beta_schedule == "scaled_linear":
+            betas = np.linspace(self.beta_start ** 0.5, self.beta_end ** 0.5, n, dtype=np.float64) ** 2
+        else:
+            betas = np.linspace(self.beta_start, self.beta_end, n, dtype=np.float64)
         log_alpha = 0.5 * np.cumsum(np.log1p(-betas))
         t = np.arange(1, n + 1, dtype=np.float64) / n
         lam = log_alpha - 0.5 * np.log(-np.expm1(2.0 * log_alpha))
