@@ -347,6 +347,43 @@ class _NNXFn(eqx.Module):
         return nnx.merge(self.graphdef, self.state)(x, t, **cond)
 
 
+class _NNXApply(eqx.Module):
+    """``apply_fn(variables, x, t, **cond)`` of an NNX module: linen's calling convention, with the
+    NNX state as ``variables['params']``."""
+
+    graphdef: Any = eqx.field(static=True)
+
+    def __call__(self, variables, *args, **kwargs):
+        from flax import nnx
+
+        return nnx.merge(self.graphdef, variables["params"])(*args, **kwargs)
+
+
+def nnx_apply(module):
+    """An NNX module as linen's ``(apply_fn, params)`` pair, for the training loops that take a
+    network that way (progressive distillation's student, :func:`jaxsample.train.fit`'s losses):
+    ``apply_fn({'params': params}, x, t, **cond)`` merges the state and calls the module;
+    ``params`` is its ``nnx.split`` state (a pytree). Trained parameters go back into a module with
+    ``nnx.merge(graphdef, params)`` or into a model with ``network_model``-like
+    ``Model(jax.tree_util.Partial(apply_fn, {'params': params}), path, prediction)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> import jaxsample as js
+        >>> net = nnx.Linear(2, 2, rngs=nnx.Rngs(0))
+        >>> apply_fn, params = js.nets.nnx_apply(net)
+        >>> bool(jnp.allclose(apply_fn({"params": params}, jnp.ones((3, 2))), net(jnp.ones((3, 2)))))
+        True
+    """
+    from flax import nnx
+
+    if not isinstance(module, nnx.Module):
+        raise ValueError(f"module must be a Flax NNX module, got {type(module).__name__}")
+    graphdef, state = nnx.split(module)
+    return _NNXApply(graphdef), state
+
+
 def network_model(module, params=None, path: AbstractPath = None, prediction: str = None) -> Model:
     """A :class:`~jaxsample.models.Model` from a Flax network, linen or NNX.
 

@@ -73,3 +73,28 @@ def test_network_model_names_what_it_expected():
         nets.network_model(3, {}, js.RectifiedFlow(), "velocity")
     with pytest.raises(ValueError, match="params is required for a linen module"):
         nets.network_model(LinenNet(), None, js.RectifiedFlow(), "velocity")
+
+
+def test_progressive_distillation_of_an_nnx_student_matches_linen(models):
+    """One round of progressive distillation with the NNX network (nets.nnx_apply) and with the same
+    network in linen: the same trained parameters and the same student samples, on 1 and 8 devices."""
+    from jaxsample.distill import progressive
+
+    linen_model, nnx_model = models
+    gmm = js.GaussianMixture.random(jax.random.key(3), dim=3, num_components=2)
+
+    def batch_fn(step):
+        return {"x": gmm.sample(jax.random.fold_in(jax.random.key(4), step), 16)}
+
+    ts = js.uniform(linen_model.path, 4, t_start=0.99)
+    kw = dict(parameterization="velocity", num_steps=4, learning_rate=1e-2, progress=False)
+    linen_student, _, _ = progressive.distill_round(linen_model, linen_model.fn.func, progressive._params_of(
+        linen_model), ts, batch_fn, **kw)
+    apply_fn, params = nets.nnx_apply(nnx.merge(nnx_model.fn.graphdef, nnx_model.fn.state))
+    noise = js.initial_noise(jax.random.key(5), (8, 3))
+    want = js.sample(linen_student, js.ddim(), ts[::2], noise)
+    for n in (1, 8):
+        student, _, _ = progressive.distill_round(nnx_model, apply_fn, params, ts, batch_fn, mesh=js.make_mesh(n), **kw)
+        np.testing.assert_allclose(js.sample(student, js.ddim(), ts[::2], noise), want, rtol=1e-5, atol=1e-5)
+    # the teacher's own NNX state is the default starting point of progressive_distill
+    chex.assert_trees_all_close(progressive._params_of(nnx_model), params)

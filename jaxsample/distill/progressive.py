@@ -290,6 +290,8 @@ def _params_of(model: Model):
     fn = fn.fn if isinstance(fn, _BothFn) else fn
     if isinstance(fn, jax.tree_util.Partial) and fn.args and isinstance(fn.args[0], dict) and "params" in fn.args[0]:
         return fn.args[0]["params"]
+    if hasattr(fn, "graphdef") and hasattr(fn, "state"):  # an NNX network (nets.network_model): its state
+        return fn.state
     raise ValueError("cannot read network parameters from this teacher: pass init_params")
 
 
@@ -340,7 +342,10 @@ def progressive_distill(teacher: Model, apply_fn: Callable, batch_fn, *, start_s
         teacher: the original teacher; round 0's student starts from ``init_params`` (default:
             the teacher's own parameters, when it was built by :func:`student_model` or
             :func:`jaxsample.nets.network_model` with the same parameterisation).
-        apply_fn: the student network's ``apply_fn(variables, x, t, **cond)``.
+        apply_fn: the student network's ``apply_fn(variables, x, t, **cond)``: a linen module's
+            ``module.apply``, or for a Flax NNX module the first of ``jaxsample.nets.nnx_apply(module)``
+            (whose second, the NNX state, is the ``init_params``; a teacher built by ``network_model``
+            from that NNX module gives it by default).
         batch_fn: ``batch_fn(step) -> {'x': data[, 'label': ...]}``, deterministic in ``step``;
             each round restarts from step 0.
         start_steps, final_steps: the teacher's step count and the last student's; their ratio
