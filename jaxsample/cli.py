@@ -32,7 +32,8 @@ DISTILL = {
 }
 
 BENCH = {"overhead": "sampler_overhead.py", "scaling": "scaling.py", "solver-table": "solver_table.py",
-         "convergence": "convergence_orders.py", "bns-cost": "bns_cost.py", "peers": "peers.py"}
+         "convergence": "convergence_orders.py", "bns-cost": "bns_cost.py", "peers": "peers.py",
+         "hand-written": "hand_written.py"}
 
 GRIDS = ("uniform", "quadratic", "logsnr", "edm", "time_uniform", "shifted")
 
