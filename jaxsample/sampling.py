@@ -111,8 +111,8 @@ _CHECKED_MAX = 512
 
 def _signature(model, noise, cond):
     leaves, treedef = jax.tree_util.tree_flatten((model, cond))
-    key = (treedef, tuple((tuple(a.shape), str(a.dtype)) if hasattr(a, "shape") and hasattr(a, "dtype") else a
-                          for a in leaves), tuple(noise.shape), str(noise.dtype))
+    key = (treedef, tuple((a.shape, a.dtype) if hasattr(a, "shape") and hasattr(a, "dtype") else a
+                          for a in leaves), tuple(noise.shape), noise.dtype)
     try:
         hash(key)
     except TypeError:  # an unhashable static leaf: check every time
