@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from typing import Any, Callable, Mapping, Optional
 
@@ -331,6 +332,7 @@ def fit(
         bar = tqdm(total=num_steps, initial=start, disable=not (progress and main), desc="train", dynamic_ncols=True)
         last_time = time.perf_counter()
         for step in range(start, num_steps):
+            _fault_point("step", step)
             batch = batch_fn(step)
             if mesh is not None:
                 batch = shard_batch(batch, mesh, process_local=process_local)
@@ -350,6 +352,7 @@ def fit(
             bar.update(1)
             if mngr is not None and ((checkpoint_every and done % checkpoint_every == 0) or done == num_steps):
                 mngr.save(done, args=ocp.args.StandardSave(state.arrays()), force=True)
+                _fault_point("save", done)
         bar.close()
     finally:
         if metrics_file is not None:
@@ -378,6 +381,15 @@ def _recover_validation(log, workdir, state, score, checked, key, targets):
     for s in missing:
         log.append({"step": s, key: checked(score(restore_checkpoint(directory, state, step=s).params), s)})
     return sorted(log, key=lambda r: r["step"])
+
+
+def _fault_point(name: str, step: int) -> None:
+    """Fault injection for the resume tests (``tests/test_resume_cli.py``): with the environment
+    variable ``JAXSAMPLE_FAULT=<name>:<step>`` the process kills itself (SIGKILL, as a preemption
+    would) when it reaches that point: ``step`` before a training step, ``save`` while a
+    checkpoint is being written, ``validate`` after a checkpoint and before its validation."""
+    if os.environ.get("JAXSAMPLE_FAULT") == f"{name}:{step}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def fit_with_validation(
@@ -452,6 +464,7 @@ def fit_with_validation(
         bar.update(step - bar.n)
         if any(r["step"] == step for r in log):
             continue  # evaluated before an interruption
+        _fault_point("validate", step)
         value = checked(score(state.params), step)
         if better(value, pick(r[key] for r in log)):
             best_step, best_params = step, state.params
