@@ -98,3 +98,20 @@ def test_progressive_distillation_of_an_nnx_student_matches_linen(models):
         np.testing.assert_allclose(js.sample(student, js.ddim(), ts[::2], noise), want, rtol=1e-5, atol=1e-5)
     # the teacher's own NNX state is the default starting point of progressive_distill
     chex.assert_trees_all_close(progressive._params_of(nnx_model), params)
+
+
+def test_bns_distillation_on_an_nnx_teacher_matches_linen(models):
+    """BNS distilled on the NNX network and on the same linen network: the same solver, on 1 and 8 devices."""
+    from jaxsample.distill import bns
+
+    linen_model, nnx_model = models
+    train = bns.make_pairs(linen_model, 64, (3,), seed=0, method="fixed_grid")
+    val = bns.make_pairs(linen_model, 32, (3,), seed=1, method="fixed_grid")
+    np.testing.assert_allclose(bns.make_pairs(nnx_model, 32, (3,), seed=1, method="fixed_grid")["target"],
+                               val["target"], rtol=1e-5, atol=1e-5)
+    init = bns.BespokeNonStationary.from_solver(js.euler(), linen_model.path, js.uniform(linen_model.path, 3))
+    kw = dict(num_steps=10, eval_every=5, batch_size=32, learning_rate=5e-3, progress=False)
+    want, _ = bns.distill(linen_model, train, val, init, **kw)
+    for n in (1, 8):
+        got, _ = bns.distill(nnx_model, train, val, init, mesh=None if n == 1 else js.make_mesh(n), **kw)
+        chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
