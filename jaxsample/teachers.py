@@ -11,6 +11,8 @@ final loss, and evaluation numbers.
   guidance). Call it with ``cond={'label': labels}``; wrap with :func:`jaxsample.nets.guided`
   (``null_label=10``) for guidance.
 - ``digits_vp``: VP-cosine v-prediction U-Net on the 8x8 digits, unconditional.
+- ``fashion_vp``: VP-cosine v-prediction patch transformer (4x4 patches) on Fashion-MNIST 28x28
+  in [-1, 1], unconditional: the demo's teacher.
 - ``checkerboard_flow``: rectified-flow velocity MLP on the 2-D checkerboard
   (:func:`jaxsample.data.checkerboard`).
 - ``digits_classifier``: the :class:`~jaxsample.nets.DigitsClassifier` whose features define
@@ -55,9 +57,9 @@ __all__ = [
 ]
 
 #: Names of the shipped teachers (generative models and the digits and Fashion-MNIST feature classifiers).
-TEACHERS = ("digits_flow", "digits_vp", "checkerboard_flow", "digits_classifier", "fashion_classifier")
+TEACHERS = ("digits_flow", "digits_vp", "fashion_vp", "checkerboard_flow", "digits_classifier", "fashion_classifier")
 #: The generative ones (the rest are feature classifiers).
-GENERATIVE = ("digits_flow", "digits_vp", "checkerboard_flow")
+GENERATIVE = ("digits_flow", "digits_vp", "fashion_vp", "checkerboard_flow")
 _GENERATIVE = GENERATIVE
 _CLASSIFIERS = ("digits_classifier", "fashion_classifier")
 
@@ -72,7 +74,7 @@ def list_teachers() -> list:
     Example:
         >>> import jaxsample as js
         >>> js.list_teachers()
-        ['checkerboard_flow', 'digits_classifier', 'digits_flow', 'digits_vp', 'fashion_classifier']
+        ['checkerboard_flow', 'digits_classifier', 'digits_flow', 'digits_vp', 'fashion_classifier', 'fashion_vp']
     """
     return sorted(TEACHERS)
 
