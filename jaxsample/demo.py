@@ -1,12 +1,14 @@
 """The README demo: classical solvers and shipped learned solvers against ground truth.
 
-``run`` (the default of ``jaxsample demo``) samples the shipped digits teacher (``digits_vp``: a
-U-Net, v prediction on the VP cosine path) with classical solvers and with the shipped learned
-solvers at NFE 4, 8 and 16, all from the same held-out noise, and scores each by PSNR against the
-shipped ground truth (the adaptive Dopri8 solution of the same ODE from the same noise, made by
-``experiments/bns`` with ``save_test_pairs``) and by Frechet distance to held-out digits in the
-shipped classifier's features. Prints a markdown table and writes ``results.json``,
-``psnr_vs_nfe.png`` and ``samples.png`` (a grid: ground truth, best classical, learned).
+``run`` (the default of ``jaxsample demo``) samples a shipped image teacher (``--setting fashion``,
+the default: ``fashion_vp``, a patch transformer on Fashion-MNIST 28x28; ``--setting digits``:
+``digits_vp``, a U-Net on the 8x8 digits; both v prediction on the VP cosine path) with classical
+solvers and with the shipped learned solvers (BNS, DEIS-SN) at NFE 4, 8 and 16, all from the same
+held-out noise, and scores each by PSNR against the shipped ground truth (the adaptive Dopri8
+solution of the same ODE from the same noise, ``experiments/teachers/ground_truth.py``) and by
+Frechet distance to held-out images in the shipped classifier's features. Prints a markdown
+table and writes ``results.json``, ``psnr_vs_nfe.png`` and ``samples.png`` (a grid: ground truth,
+DDIM, best classical, learned, each with its magnified error beneath).
 
 ``run_mixture`` (``jaxsample demo --setting mixture``) is the same comparison on the exact model
 of a 64-dimensional, 8-component anisotropic Gaussian mixture under two paths (VP cosine with an
