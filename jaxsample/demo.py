@@ -89,10 +89,12 @@ def run_mixture(out_dir: str = "out/demo_mixture", num_samples: int = 512, nfes=
 # ----------------------------------------------------------------------------- the image demos
 
 #: The image teachers the demo runs on (``jaxsample demo --setting fashion|digits``): teacher name,
-#: how its network is described in the figure title.
+#: how its network is described in the figure title, and the grid the classical solvers and DEIS-SN
+#: use: the grid of the best classical solver in the BNS study's search over the quadratic and
+#: time-uniform grids (``experiments/bns/results``).
 IMAGE_TEACHERS = {
-    "fashion": ("fashion_vp", "patch transformer, v prediction, VP cosine"),
-    "digits": ("digits_vp", "U-Net, v prediction, VP cosine"),
+    "fashion": ("fashion_vp", "patch transformer, v prediction, VP cosine", "time_uniform"),
+    "digits": ("digits_vp", "U-Net, v prediction, VP cosine", "quadratic"),
 }
 DIGITS_TEACHER = "digits_vp"
 DIGITS_NFES = (4, 8, 16)
@@ -114,10 +116,10 @@ def digits_reference() -> dict:
     return reference(DIGITS_TEACHER)
 
 
-def learned_solvers(teacher: str, nfes=DIGITS_NFES, t_start=None, t_end=None) -> dict:
+def learned_solvers(teacher: str, nfes=DIGITS_NFES, t_start=None, t_end=None, grid: str = "quadratic") -> dict:
     """name -> {nfe: (solver, ts)}: the learned (or calibrated) solvers shipped for ``teacher``:
-    BNS solvers, and DEIS-SN (tAB order 3 on the quadratic grid from ``t_start`` to ``t_end``)
-    with the shipped score-norm statistic."""
+    BNS solvers, and DEIS-SN (tAB order 3 on ``grid`` from ``t_start`` to ``t_end``) with the
+    shipped score-norm statistic."""
     from jaxsample.grids import get_grid
     from jaxsample.paths import VPCosine
     from jaxsample.solvers import ScoreNormStats, deis_sn, load_solver
@@ -126,7 +128,7 @@ def learned_solvers(teacher: str, nfes=DIGITS_NFES, t_start=None, t_end=None) ->
     stats_file = ASSETS_DIR / "deis_sn" / f"{teacher}.npz"
     if stats_file.exists() and t_start is not None:
         solver = deis_sn(load_solver(str(stats_file), expect=ScoreNormStats, teacher=teacher), order=3)
-        out["DEIS-SN (calibrated)"] = {n: (solver, get_grid("quadratic", VPCosine(), n, t_start=t_start, t_end=t_end))
+        out["DEIS-SN (calibrated)"] = {n: (solver, get_grid(grid, VPCosine(), n, t_start=t_start, t_end=t_end))
                                        for n in nfes}
     learned = bns.shipped(teacher, nfes)
     if learned:
@@ -196,7 +198,7 @@ def run(out_dir: str = "out/demo", num_samples: Optional[int] = None, nfes=DIGIT
 
     if setting not in IMAGE_TEACHERS:
         raise ValueError(f"setting must be one of {sorted(IMAGE_TEACHERS)} (or use run_mixture), got {setting!r}")
-    teacher, network = IMAGE_TEACHERS[setting]
+    teacher, network, grid = IMAGE_TEACHERS[setting]
     t0 = time.perf_counter()
     os.makedirs(out_dir, exist_ok=True)
     ref = reference(teacher)
@@ -209,15 +211,15 @@ def run(out_dir: str = "out/demo", num_samples: Optional[int] = None, nfes=DIGIT
     model = task.model
     fd = lambda x: task.frechet_distance(np.asarray(x))  # noqa: E731
 
-    suite = compare.baseline_suite(model.path, grids=["quadratic"])
+    suite = compare.baseline_suite(model.path, grids=[grid])
     runs = []  # (name, nfe, solver, ts, grid)
     for name in DIGITS_BASELINES:
         solver = suite[name][0]
         for nfe in nfes:
             if nfe % solver.nfe(1) == 0:
-                runs.append((name, nfe, solver, get_grid("quadratic", model.path, nfe // solver.nfe(1),
-                                                         t_start=t_start, t_end=t_end), "quadratic"))
-    learned = learned_solvers(teacher, nfes, t_start, t_end)
+                runs.append((name, nfe, solver, get_grid(grid, model.path, nfe // solver.nfe(1),
+                                                         t_start=t_start, t_end=t_end), grid))
+    learned = learned_solvers(teacher, nfes, t_start, t_end, grid)
     for name, by_nfe in learned.items():
         for nfe, (solver, ts) in sorted(by_nfe.items()):
             runs.append((name, nfe, solver, ts, "learned"))
