@@ -244,7 +244,7 @@ def run(out_dir: str = "out/demo", num_samples: Optional[int] = None, nfes=DIGIT
         print(compare.markdown_table(rows, "fd"))
     plot = os.path.join(out_dir, "psnr_vs_nfe.png")
     compare.plot_psnr_vs_nfe({f"{teacher} ({network})": rows}, plot,
-                             title=f"jaxsample on the shipped {teacher} teacher: classical vs learned solvers")
+                             title=f"jaxsample on the shipped {teacher} teacher:\nclassical vs learned solvers")
     grid_rows = {"exact ODE solution": target}
     for nfe in nfes[:2]:  # beyond NFE 8 the rows look alike
         for name in ["ddim", best[nfe]["solver"] if nfe in best else None, *learned]:
