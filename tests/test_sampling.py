@@ -219,8 +219,8 @@ def test_the_model_check_runs_once_per_signature(setup):
 def test_final_x0_on_a_grid_ending_at_sigma_zero_keeps_every_solver_finite():
     """On rectified flow a grid that ends at t = 0 reaches sigma = 0 exactly. ``final_x0=True`` drops that
     last time and returns the x0 prediction at the one before (k-diffusion's rule for a trailing sigma 0).
-    For Euler the step into sigma = 0 IS the x0 prediction, so Euler is unchanged; every baseline stays
-    finite."""
+    For Euler the step into sigma = 0 IS the x0 prediction, so Euler is unchanged; every deterministic
+    baseline stays finite."""
     from jaxsample import compare
 
     gmm = js.GaussianMixture.random(jax.random.key(0), dim=4, num_components=3)
@@ -229,7 +229,7 @@ def test_final_x0_on_a_grid_ending_at_sigma_zero_keeps_every_solver_finite():
     ts = js.uniform(model.path, 8, t_start=0.99, t_end=0.0)
     assert float(model.path.sigma(ts[-1])) == 0.0
     bad = []
-    for name, (solver, _) in sorted(compare.baseline_suite(model.path, stochastic=True, grids=["uniform"]).items()):
+    for name, (solver, _) in sorted(compare.baseline_suite(model.path, grids=["uniform"]).items()):
         n = max(3, 8 // solver.nfe(1))
         grid = js.uniform(model.path, n, t_start=0.99, t_end=0.0)
         x = js.sample(model, solver, grid, noise, key=jax.random.key(2), final_x0=True, check_finite=False)
