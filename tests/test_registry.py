@@ -116,7 +116,9 @@ def test_the_baseline_search_is_the_registry_baseline_set(path):
 def test_every_exported_solver_class_is_reachable_from_the_registry():
     """A solver class exported by jaxsample.solvers is built by a registered entry, is a learned class,
     or is the concrete form of one (AdaSDE, NoiseInjected: LearnedAdaSDE.as_solver; NonStationary:
-    BespokeNonStationary.as_ns): a new solver must be registered to be exported."""
+    BespokeNonStationary.as_ns): a new solver must be registered to be exported. (CFG++, which needs a
+    class-conditional model and its null label, is exported as its constructor ``cfg_pp`` only: it is no
+    baseline and no ``--solver NAME``.)"""
     built = {type(e.make()).__name__ for e in CONSTRUCTIBLE}
     learned = set(registry.learned_classes())
     concrete = {"AdaSDE", "NoiseInjected", "NonStationary", "DiffraxAdapter"}

@@ -37,7 +37,7 @@ __all__ = [
     "AbstractSolver", "SimpleState", "per_sample_normal",
     "DiffraxAdapter", "ProbabilityFlow", "as_diffrax", "probability_flow_term",
     "ButcherTableau", "ExplicitRungeKutta", "euler", "heun", "midpoint", "kutta3", "rk4",
-    "DDIM", "CFGPlusPlus", "cfg_pp", "DEIS", "IPNDM", "DPMSolver", "DPMSolverPP2S", "DPMSolverPPMultistep", "UniPC",
+    "DDIM", "cfg_pp", "DEIS", "IPNDM", "DPMSolver", "DPMSolverPP2S", "DPMSolverPPMultistep", "UniPC",
     "ddim", "deis", "dpm_solver", "dpm_solver_pp_2m", "dpm_solver_pp_2s", "dpm_solver_pp_3m", "ipndm", "unipc",
     "NonStationary", "BespokeNonStationary", "embed",
     "registry", "save_solver", "load_solver", "read_header",
