@@ -127,19 +127,11 @@ def _solver_files(tmp: Path) -> dict:
 
 
 def _cli_files(tmp: Path) -> None:
-    """Files for the command-line cases, as ``tests/test_cli.py``'s ``bad_inputs`` fixture makes them."""
-    import jaxsample as js
-    from jaxsample import teachers
+    """Files for the command-line cases: the ones ``tests/test_cli.py``'s ``bad_inputs`` fixture makes."""
+    sys.path.insert(0, str(ROOT))
+    from tests.test_cli import write_bad_inputs
 
-    card = teachers.teacher_card("checkerboard_flow")
-    (tmp / card["weights_file"]).write_bytes((teachers.ASSETS_DIR / card["weights_file"]).read_bytes())
-    json.dump({k: v for k, v in card.items() if k != "config"}, open(tmp / "no_config.json", "w"))
-    json.dump({**card, "weights_file": "gone.msgpack"}, open(tmp / "no_weights.json", "w"))
-    (tmp / "file").write_text("not a folder")
-    (tmp / "bad.py").write_text("def get_config(:\n")
-    model = js.load_teacher("checkerboard_flow")
-    solver = js.BespokeNonStationary.from_solver(js.midpoint(), model.path, js.uniform(model.path, 2))
-    js.save_solver(str(tmp / "bns4.npz"), solver, path=model.path, teacher="checkerboard_flow", nfe=4)
+    write_bad_inputs(tmp)
 
 
 def cases(tmp: Path) -> list:

@@ -95,22 +95,30 @@ def study_calls(monkeypatch):
     return calls
 
 
-@pytest.fixture
-def bad_inputs(tmp_path):
-    """Files for :func:`test_bad_input_fails_before_any_work`: teacher cards with a part missing, a
-    file where a folder is expected, a config that is not Python, a learned solver of NFE 4."""
+def write_bad_inputs(directory) -> None:
+    """Write into ``directory`` the files of :func:`test_bad_input_fails_before_any_work` (and of
+    ``docs/errors_table.py``): teacher cards with a part missing, a file where a folder is expected,
+    a config that is not Python, a learned solver of NFE 4."""
+    from pathlib import Path
+
     from jaxsample import teachers
     from jaxsample.distill import bns
 
+    directory = Path(directory)
     card = teachers.teacher_card("checkerboard_flow")
-    (tmp_path / card["weights_file"]).write_bytes((teachers.ASSETS_DIR / card["weights_file"]).read_bytes())
-    json.dump({k: v for k, v in card.items() if k != "config"}, open(tmp_path / "no_config.json", "w"))
-    json.dump({**card, "weights_file": "gone.msgpack"}, open(tmp_path / "no_weights.json", "w"))
-    (tmp_path / "file").write_text("not a folder")
-    (tmp_path / "bad.py").write_text("def get_config(:\n")
+    (directory / card["weights_file"]).write_bytes((teachers.ASSETS_DIR / card["weights_file"]).read_bytes())
+    json.dump({k: v for k, v in card.items() if k != "config"}, open(directory / "no_config.json", "w"))
+    json.dump({**card, "weights_file": "gone.msgpack"}, open(directory / "no_weights.json", "w"))
+    (directory / "file").write_text("not a folder")
+    (directory / "bad.py").write_text("def get_config(:\n")
     model = js.load_teacher("checkerboard_flow")
     solver = bns.BespokeNonStationary.from_solver(js.midpoint(), model.path, js.uniform(model.path, 2))
-    js.save_solver(str(tmp_path / "bns4.npz"), solver, path=model.path, teacher="checkerboard_flow", nfe=4)
+    js.save_solver(str(directory / "bns4.npz"), solver, path=model.path, teacher="checkerboard_flow", nfe=4)
+
+
+@pytest.fixture
+def bad_inputs(tmp_path):
+    write_bad_inputs(tmp_path)
     return tmp_path
 
 
