@@ -334,19 +334,6 @@ class FashionClassifier(nn.Module):
         return (logits, feats) if return_features else logits
 
 
-class _NNXFn(eqx.Module):
-    """An NNX module as a pure function: its graph definition (static) and its state (pytree
-    leaves, so ``jax.grad`` and sharding reach the parameters), merged back at each call."""
-
-    graphdef: Any = eqx.field(static=True)
-    state: Any
-
-    def __call__(self, x, t, **cond):
-        from flax import nnx
-
-        return nnx.merge(self.graphdef, self.state)(x, t, **cond)
-
-
 class _NNXApply(eqx.Module):
     """``apply_fn(variables, x, t, **cond)`` of an NNX module: linen's calling convention, with the
     NNX state as ``variables['params']``."""
@@ -397,8 +384,8 @@ def network_model(module, params=None, path: AbstractPath = None, prediction: st
 
     Either way the parameters are pytree leaves of the model: ``jax.grad`` with respect to the
     model reaches them, and a mesh replicates them. Linen: ``fn`` is
-    ``jax.tree_util.Partial(module.apply, variables)``; NNX: the module is split once
-    (``nnx.split``) and merged inside each call, so the state is traced, not captured.
+    ``jax.tree_util.Partial(module.apply, variables)``; NNX: the same with :func:`nnx_apply`'s pair
+    (the module split once, merged inside each call, so the state is traced, not captured).
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -423,8 +410,8 @@ def network_model(module, params=None, path: AbstractPath = None, prediction: st
     if nnx is not None and isinstance(module, nnx.Module):
         if params is not None:
             raise ValueError("params must be None for an NNX module (it holds its own state)")
-        graphdef, state = nnx.split(module)
-        return Model(_NNXFn(graphdef, state), path, prediction)
+        apply_fn, state = nnx_apply(module)
+        return Model(jax.tree_util.Partial(apply_fn, {"params": state}), path, prediction)
     if not hasattr(module, "apply"):
         raise ValueError(f"module must be a Flax linen module (with .apply) or an NNX module, got "
                          f"{type(module).__name__}")

@@ -61,7 +61,7 @@ def test_gradients_reach_the_nnx_parameters(models):
     ts = js.uniform(nnx_model.path, 3)
     noise = js.initial_noise(jax.random.key(3), (4, 3))
     grads = jax.grad(lambda m: jnp.sum(js.sample(m, js.heun(), ts, noise) ** 2))(nnx_model)
-    leaves = jax.tree_util.tree_leaves(grads.fn.state)
+    leaves = jax.tree_util.tree_leaves(grads.fn.args[0]["params"])
     assert len(leaves) == 4 and all(float(jnp.abs(g).max()) > 0 for g in leaves)
     chex.assert_tree_all_finite(leaves)
 
@@ -90,7 +90,7 @@ def test_progressive_distillation_of_an_nnx_student_matches_linen(models):
     kw = dict(parameterization="velocity", num_steps=4, learning_rate=1e-2, progress=False)
     linen_student, _, _ = progressive.distill_round(linen_model, linen_model.fn.func, progressive._params_of(
         linen_model), ts, batch_fn, **kw)
-    apply_fn, params = nets.nnx_apply(nnx.merge(nnx_model.fn.graphdef, nnx_model.fn.state))
+    apply_fn, params = nets.nnx_apply(nnx.merge(nnx_model.fn.func.graphdef, nnx_model.fn.args[0]["params"]))
     noise = js.initial_noise(jax.random.key(5), (8, 3))
     want = js.sample(linen_student, js.ddim(), ts[::2], noise)
     for n in (1, 8):

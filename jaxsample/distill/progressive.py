@@ -290,8 +290,6 @@ def _params_of(model: Model):
     fn = fn.fn if isinstance(fn, _BothFn) else fn
     if isinstance(fn, jax.tree_util.Partial) and fn.args and isinstance(fn.args[0], dict) and "params" in fn.args[0]:
         return fn.args[0]["params"]
-    if hasattr(fn, "graphdef") and hasattr(fn, "state"):  # an NNX network (nets.network_model): its state
-        return fn.state
     raise ValueError("cannot read network parameters from this teacher: pass init_params")
 
 
