@@ -2,7 +2,8 @@
 
 - Runge-Kutta from Butcher tableaux: :func:`euler`, :func:`heun`, :func:`midpoint`, :func:`kutta3`, :func:`rk4`.
 - Exponential integrators: :func:`ddim`, :func:`dpm_solver`, :func:`dpm_solver_pp_2s`, :func:`dpm_solver_pp_2m`,
-  :func:`dpm_solver_pp_3m`, :func:`unipc`, :func:`deis`, :func:`ipndm`.
+  :func:`dpm_solver_pp_3m`, :func:`unipc`, :func:`deis`, :func:`ipndm`;
+  :func:`unic` plugs UniPC's corrector into any of the one-call multistep ones.
 - Stochastic: :func:`euler_maruyama`, :func:`ddpm_ancestral`, :func:`edm_stochastic_heun`,
   :func:`dpm_solver_pp_2m_sde` (the exponential ones beside their ODE versions, in :mod:`~jaxsample.solvers.ddim`
   and :mod:`~jaxsample.solvers.dpm_solver`).
@@ -27,6 +28,7 @@ from jaxsample.solvers.dpm_solver import (DPMSolver, DPMSolverPP2MSDE, DPMSolver
                                           dpm_solver_pp_2m, dpm_solver_pp_2m_sde, dpm_solver_pp_2s, dpm_solver_pp_3m)
 from jaxsample.solvers.ipndm import IPNDM, ipndm
 from jaxsample.solvers.unipc import UniPC, unipc
+from jaxsample.solvers.unic import UniC, unic
 from jaxsample.solvers.nonstationary import BespokeNonStationary, NonStationary, embed
 from jaxsample.solvers import _registry as registry
 from jaxsample.solvers._io import load_solver, read_header, save_solver
@@ -39,6 +41,7 @@ __all__ = [
     "ButcherTableau", "ExplicitRungeKutta", "euler", "heun", "midpoint", "kutta3", "rk4",
     "DDIM", "cfg_pp", "DEIS", "IPNDM", "DPMSolver", "DPMSolverPP2S", "DPMSolverPPMultistep", "UniPC",
     "ddim", "deis", "dpm_solver", "dpm_solver_pp_2m", "dpm_solver_pp_2s", "dpm_solver_pp_3m", "ipndm", "unipc",
+    "UniC", "unic",
     "NonStationary", "BespokeNonStationary", "embed",
     "registry", "save_solver", "load_solver", "read_header",
     "AdaSDE", "LearnedAdaSDE", "NoiseInjected", "inject_noise", "noise_injected",

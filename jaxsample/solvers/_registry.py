@@ -157,6 +157,13 @@ _r("deis_rhoab_3", "deis", lambda: _solvers().deis(3, "rhoab"), baseline=True, d
 _r("deis", "deis", lambda: _solvers().deis(), alias_of="deis_tab_3", description="DEIS tAB order 3")
 _r("ipndm", "ipndm", lambda: _solvers().ipndm(), baseline=True, description="iPNDM (order 4)")
 
+# UniC (UniPC's corrector) plugged into one-call multistep predictors: one order more, no extra call.
+for _name, _make, _desc in [("ddim_unic", lambda: _solvers().ddim(), "DDIM"),
+                            ("dpm_solver_pp_3m_unic", lambda: _solvers().dpm_solver_pp_3m(), "DPM-Solver++(3M)"),
+                            ("deis_tab_3_unic", lambda: _solvers().deis(3), "DEIS tAB order 3"),
+                            ("ipndm_unic", lambda: _solvers().ipndm(), "iPNDM")]:
+    _r(_name, "unic", (lambda m=_make: _solvers().unic(m())), description=f"{_desc} + UniC corrector (bh2)")
+
 # Stochastic samplers (the settings the SDE baseline search uses).
 _r("euler_maruyama", "stochastic", lambda: _solvers().euler_maruyama(), stochastic=True, baseline=True,
    description="Euler-Maruyama on the reverse SDE")
@@ -178,4 +185,4 @@ _r("bns", "nonstationary", learned=True, cls="BespokeNonStationary",
 _r("adasde", "adasde", learned=True, cls="LearnedAdaSDE", stochastic=True,
    description="AdaSDE per-step noise and step parameters, or its noise on a base solver (jaxsample distill adasde)")
 
-del _name, _desc, _k, _order, _variant
+del _name, _desc, _k, _order, _variant, _make
