@@ -20,7 +20,12 @@ run() {  # name, then the command
   echo "== $name: $*"
   if ! "$@" 2>&1 | tee "$out/$name.log"; then echo "!! $name failed"; failed=1; fi
 }
-run peers python bench/peers.py --out "$out/peers.json"
+# PEERS_NO_COMPILE=1 skips the torch.compile variant; PEERS_ARGS adds arguments (e.g. "--batches 256").
+peers_args=()
+[ "${PEERS_NO_COMPILE:-}" = 1 ] && peers_args+=(--no-compile)
+read -r -a peers_extra <<< "${PEERS_ARGS:-}"
+peers_args+=(${peers_extra[@]+"${peers_extra[@]}"})
+run peers python bench/peers.py --out "$out/peers.json" ${peers_args[@]+"${peers_args[@]}"}
 run overhead python bench/sampler_overhead.py --out "$out/sampler_overhead.json"
 run hand_written python bench/hand_written.py --out "$out/hand_written.json"
 run scaling python bench/scaling.py --out "$out/scaling.json" --devices "$(python -c 'import jax; n=jax.device_count(); print(",".join(str(d) for d in (1,2,4,8,16,32,64) if d <= n))')"

@@ -55,6 +55,18 @@ the largest sample value; a row whose relative difference exceeds ``--tolerance`
 If ``torch.compile`` fails, or its first call takes longer than ``--compile-timeout`` seconds,
 that is recorded in the JSON (``compile``) and the remaining rows run without it.
 
+Devices and precision: JAX runs on its default backend; torch on ``--torch-device`` (default
+``cuda`` where torch sees one, else ``cpu``): the networks, sigmas, initial samples, timestep
+inputs and fed noises are made there, diffusers' timesteps too (``set_timesteps(n, device=)``, as
+its pipelines do; its ``alphas_cumprod`` and sigmas stay on the CPU, where diffusers keeps them),
+and samples come back with ``.cpu()`` for the comparison. Every timed peer call ends with the
+device synchronised (``torch.cuda.synchronize``), as jaxsample's ends with ``block_until_ready``.
+``--matmul-precision`` (default ``highest``) sets both frameworks' float32 matmuls and
+convolutions alike: JAX's ``jax_default_matmul_precision``, and torch's TF32 flags
+(``torch.backends.cuda.matmul.allow_tf32``, ``torch.backends.cudnn.allow_tf32``) on unless
+``highest``; on a GPU JAX's own default would use TF32 where torch's matmuls do not. Both are
+recorded in the JSON and in the table's header line.
+
 Threads: both frameworks keep their defaults (XLA's CPU thread pool, ``torch.get_num_threads()``),
 recorded in the JSON with the load average before and after the run; run it on a quiet machine.
 
@@ -70,6 +82,7 @@ the table between the ``<!-- peers table -->`` markers of FILE (``bench/README.m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -169,12 +182,13 @@ def jax_models(module, params):
 # ----------------------------------------------------------------------------- networks (torch side)
 
 
-def torch_networks(name, params):
-    """The same network in torch with the weights of ``params``, and its two peer wrappers."""
+def torch_networks(name, params, device="cpu"):
+    """The same network in torch with the weights of ``params``, and its two peer wrappers, all on
+    ``device`` (the network's parameters and its noise-level frequencies)."""
     import torch
     import torch.nn.functional as F
 
-    freqs = torch.from_numpy(FREQS)
+    freqs = torch.from_numpy(FREQS).to(device)
 
     def features(c):
         angles = c[:, None] * freqs
@@ -236,10 +250,10 @@ def torch_networks(name, params):
         def forward(self, x, t):
             return self.net(x, t)
 
-    net = (TorchMLP if name == "mlp" else TorchConvNet)().eval()
+    net = (TorchMLP if name == "mlp" else TorchConvNet)().to(device).eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    return net, {"k-diffusion": EDMDenoiser(net).eval(), "diffusers": DDPMEps(net).eval()}
+    return net, {"k-diffusion": EDMDenoiser(net).to(device).eval(), "diffusers": DDPMEps(net).to(device).eval()}
 
 
 def to_torch_layout(x):
@@ -251,6 +265,30 @@ def to_torch_layout(x):
 def from_torch_layout(x):
     x = np.asarray(x)
     return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
+
+
+def to_torch(x, device):
+    """A JAX or numpy array as a torch tensor on ``device`` (NCHW for images)."""
+    import torch
+
+    return torch.from_numpy(to_torch_layout(x)).to(device)
+
+
+def from_torch(x):
+    """A torch tensor (on any device) as a numpy array in JAX's layout (NHWC for images)."""
+    return from_torch_layout(x.detach().cpu().numpy())
+
+
+def torch_synchronizer(device):
+    """``() -> None`` that waits for the torch work queued on ``device`` (a no-op on CPU): called
+    before the clock is read, as jaxsample's side is timed with ``jax.block_until_ready``."""
+    import torch
+
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    if device.type != "cpu" and hasattr(getattr(torch, device.type, None), "synchronize"):
+        return getattr(torch, device.type).synchronize
+    return lambda: None
 
 
 # ----------------------------------------------------------------------------- k-diffusion
@@ -354,13 +392,13 @@ def solver_names():
 class _FeedNoise:
     """A noise sampler (or ``torch.randn_like``) returning given per-step noises in order."""
 
-    def __init__(self, noises):
+    def __init__(self, noises, device="cpu"):
         import torch
 
-        self.noises, self.calls, self.torch = list(noises), 0, torch
+        self.noises, self.calls = [torch.from_numpy(n).to(device) for n in noises], 0
 
     def __call__(self, *args, **kwargs):
-        out = self.torch.from_numpy(self.noises[self.calls])
+        out = self.noises[self.calls]
         self.calls += 1
         return out
 
@@ -388,14 +426,14 @@ class Case:
         return js.sample(self.model, self.solver, self.ts, self.noise, key=self.key if self.stochastic else None)
 
 
-def kdiffusion_case(ks, entry, model, torch_model, noise, nfe):
+def kdiffusion_case(ks, entry, model, torch_model, noise, nfe, device="cpu"):
     import torch
 
     name, make_solver, fn_name, kwargs, per_step, stochastic = entry
     steps = nfe // per_step
     ts = grids.edm(model.path, steps)
-    sigmas = torch.from_numpy(np.array(ts))
-    x_init = torch.from_numpy(to_torch_layout(noise)) * sigmas[0]
+    sigmas = to_torch(ts, device)  # on the device, as k-diffusion's get_sigmas_*(..., device=) make them
+    x_init = to_torch(noise, device) * sigmas[0]
     fn = getattr(ks, fn_name)
 
     def run_peer(denoiser, noise_sampler=None):
@@ -405,7 +443,7 @@ def kdiffusion_case(ks, entry, model, torch_model, noise, nfe):
         return fn(denoiser, x_init, sigmas, disable=True, **extra)
 
     def feed(denoiser):
-        fed = _FeedNoise(our_step_noises(jax.random.key(2), noise, steps))
+        fed = _FeedNoise(our_step_noises(jax.random.key(2), noise, steps), device)
         if fn_name == "sample_heun":  # no noise_sampler argument: patch torch.randn_like for the call
             saved = torch.randn_like
             torch.randn_like = fed
@@ -424,24 +462,28 @@ def kdiffusion_case(ks, entry, model, torch_model, noise, nfe):
                 run_peer, stochastic, feed if stochastic else None)
 
 
-def diffusers_case(entry, model, noise, nfe):
+def diffusers_case(entry, model, noise, nfe, device="cpu"):
     import torch
 
     name, make_solver, make_scheduler, sched_name = entry
     path = model.path
     _, log_alpha, _ = path._tables()
     scheduler = make_scheduler()
+    # alphas_cumprod stays on the CPU, where the scheduler's __init__ puts it and diffusers' pipelines
+    # leave it: the multistep schedulers' set_timesteps take np.array of it, and they keep their
+    # sigmas on the CPU by design; DDIM indexes it with a 0-d timestep (an int on any device). The
+    # timesteps go to the device, as the pipelines' set_timesteps(n, device=device) put them.
     scheduler.alphas_cumprod = torch.from_numpy(np.exp(2.0 * log_alpha).astype(np.float32))
-    scheduler.set_timesteps(nfe)
+    scheduler.set_timesteps(nfe, device=device)
     timesteps = [int(k) for k in scheduler.timesteps]
     ts = jnp.asarray(np.concatenate([(np.array(timesteps, np.float64) + 1.0) / 1000.0, [1.0 / 1000.0]]), jnp.float32)
-    x_init = torch.from_numpy(to_torch_layout(np.asarray(path.sigma(ts[0]) * noise)))
+    x_init = to_torch(np.asarray(path.sigma(ts[0]) * noise), device)
     batch = noise.shape[0]
-    t_inputs = [torch.full((batch,), (k + 1) / 1000.0) for k in timesteps]
+    t_inputs = [torch.full((batch,), (k + 1) / 1000.0, device=device) for k in timesteps]
 
     @torch.no_grad()
     def run_peer(eps_model, noise_sampler=None):
-        scheduler.set_timesteps(nfe)
+        scheduler.set_timesteps(nfe, device=device)
         x = x_init
         for k, t in zip(scheduler.timesteps, t_inputs):
             x = scheduler.step(eps_model(x, t), k, x).prev_sample
@@ -458,9 +500,10 @@ def _summary(times, batch):
     return {"median_s": med, "min_s": min(times), "max_s": max(times), "samples_per_s": batch / med, "times_s": times}
 
 
-def measure(case, variants, repeats, tolerance, compile_state):
+def measure(case, variants, repeats, tolerance, compile_state, sync=lambda: None):
     """Warm up every variant, check agreement, then time them interleaved. ``variants``: name -> the
-    torch model the peer calls (``eager``, ``compiled``)."""
+    torch model the peer calls (``eager``, ``compiled``); ``sync``: waits for the torch device
+    (:func:`torch_synchronizer`), called after every peer call before the clock is read."""
     batch = case.noise.shape[0]
     row = {"peer": case.peer, "solver": case.name, "peer_sampler": case.peer_sampler,
            "steps": int(len(case.ts) - 1), "stochastic": case.stochastic}
@@ -473,6 +516,7 @@ def measure(case, variants, repeats, tolerance, compile_state):
         t0 = time.perf_counter()
         try:
             out = case.run_peer(torch_model)
+            sync()  # on CUDA an asynchronous error surfaces here, inside the try
         except Exception as e:  # torch.compile on CPU can fail (no compiler, unsupported op): record it
             entry["error"] = f"{type(e).__name__}: {e}"[:2000]
             row[variant] = entry
@@ -484,13 +528,13 @@ def measure(case, variants, repeats, tolerance, compile_state):
             compile_state[case.peer].setdefault("first_call_s", []).append(entry["first_call_s"])
         if case.feed_noise is not None:
             out = case.feed_noise(torch_model)
-        theirs = from_torch_layout(out.numpy())
+        theirs = from_torch(out)
         diff = float(np.abs(ours - theirs).max())
         entry.update(max_abs_diff=diff, max_rel_diff=diff / float(np.abs(theirs).max()),
                      finite=bool(np.isfinite(theirs).all() and np.isfinite(ours).all()))
         entry["agrees"] = entry["finite"] and entry["max_rel_diff"] <= tolerance
         row[variant] = entry
-        calls[variant] = (lambda m=torch_model: case.run_peer(m))
+        calls[variant] = (lambda m=torch_model: (case.run_peer(m), sync()))
     times = {k: [] for k in calls}
     for _ in range(repeats):
         for k, f in calls.items():
@@ -606,6 +650,13 @@ def main(argv=None):
     p.add_argument("--torch-threads", type=int,
                    help="torch.set_num_threads (default: torch's own default, recorded in the JSON). On a loaded "
                         "machine torch's OpenMP threads contend for the busy cores and eager times inflate many-fold")
+    p.add_argument("--torch-device",
+                   help='device of the torch networks and tensors (default: "cuda" if torch.cuda.is_available() '
+                        'else "cpu"); JAX uses its default backend')
+    p.add_argument("--matmul-precision", choices=("default", "high", "highest"), default="highest",
+                   help="float32 matmul/conv precision of both frameworks (default: highest): JAX's "
+                        "jax_default_matmul_precision, and torch's TF32 (cuda.matmul.allow_tf32, cudnn.allow_tf32) "
+                        "allowed unless highest. On a GPU, JAX's default would use TF32 while torch's matmuls do not")
     p.add_argument("--readme", help="also replace the table between the peers markers of this markdown file")
     args = p.parse_args(argv)
     nets = (args.nets or ("mlp" if args.quick else "mlp,conv")).split(",")
@@ -625,6 +676,41 @@ def main(argv=None):
 
     import torch
 
+    try:
+        device = torch.device(args.torch_device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as e:
+        p.error(f"--torch-device: {e}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error(f"--torch-device {device}: torch sees no CUDA device")
+    with matmul_precision(args.matmul_precision):
+        return run(args, nets, batches, nfes, repeats, peers, wanted, device)
+
+
+@contextlib.contextmanager
+def matmul_precision(precision):
+    """Both frameworks' float32 matmuls and convolutions at ``precision`` for the run (before anything is
+    traced), the previous settings restored after it (``jaxsample bench peers`` runs this file in-process):
+    JAX's ``jax_default_matmul_precision``; torch's TF32 flags, allowed unless ``highest``."""
+    import torch
+
+    tf32 = precision != "highest"
+    saved = (jax.config.jax_default_matmul_precision, torch.backends.cuda.matmul.allow_tf32,
+             torch.backends.cudnn.allow_tf32)
+    jax.config.update("jax_default_matmul_precision", precision)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        yield
+    finally:
+        jax.config.update("jax_default_matmul_precision", saved[0])
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[1:]
+
+
+def run(args, nets, batches, nfes, repeats, peers, wanted, device):
+    """The benchmark proper, torch on ``device`` (``main`` parses the arguments and sets the precision)."""
+    import torch
+
+    sync = torch_synchronizer(device)
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     versions = {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
@@ -645,8 +731,20 @@ def main(argv=None):
         except Exception as e:  # noqa: BLE001
             versions["diffusers"] = f"not available: {e}"
     env = environment() | versions | {"cpu_count": os.cpu_count(), "load_average_start": list(os.getloadavg())}
-    env["machine_note"] = ("Threads: framework defaults (torch " f"{versions['torch_threads']}, "
+    jax_device = jax.devices()[0]
+    env |= {"torch_device": str(device),
+            "torch_device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
+            "torch_cuda": torch.version.cuda, "jax_backend": jax.default_backend(),
+            "jax_device_kind": jax_device.device_kind,
+            "torch_tf32": {"cuda_matmul": torch.backends.cuda.matmul.allow_tf32,
+                           "cudnn": torch.backends.cudnn.allow_tf32},
+            "jax_default_matmul_precision": jax.config.jax_default_matmul_precision}
+    env["machine_note"] = (f"torch on {device} ({env['torch_device_name']}), JAX on {env['jax_backend']} "
+                           f"({env['jax_device_kind']}); float32 matmul precision {args.matmul_precision} "
+                           f"(torch TF32 {'on' if args.matmul_precision != 'highest' else 'off'}). "
+                           "Threads: framework defaults (torch " f"{versions['torch_threads']}, "
                            f"{os.cpu_count()} CPUs); load average at start {os.getloadavg()[0]:.1f}.")
+    print(env["machine_note"], flush=True)
 
     compile_state = {peer: {"ok": None} for peer in entries} if not args.no_compile else {}
     networks, rows = {}, []
@@ -654,19 +752,21 @@ def main(argv=None):
         module, params = init_network(net_name)
         shape = NETS[net_name][1]
         jmodels = jax_models(module, params)
-        tnet, twrappers = torch_networks(net_name, params)
+        tnet, twrappers = torch_networks(net_name, params, device)
         # the two forward passes agree before anything is timed
         x = jax.random.normal(jax.random.key(3), (64, *shape))
         c = jnp.linspace(-1.5, 1.5, 64)
         with torch.no_grad():
-            theirs = from_torch_layout(tnet(torch.from_numpy(to_torch_layout(x)), torch.from_numpy(np.array(c))).numpy())
+            theirs = from_torch(tnet(to_torch(x, device), to_torch(c, device)))
         ours = np.asarray(module.apply({"params": params}, x, c))
         fwd = float(np.abs(ours - theirs).max())
         networks[net_name] = {"data_shape": list(shape), "parameters": int(sum(v.size for v in jax.tree.leaves(params))),
                               "forward_max_abs_diff": fwd, "forward_max_abs_output": float(np.abs(ours).max())}
         print(f"{net_name}: {networks[net_name]['parameters']} parameters, forward max |jax - torch| {fwd:.1e}",
               flush=True)
-        if not fwd <= 1e-4 * max(1.0, float(np.abs(ours).max())):
+        # float32 on both sides agrees to ~1e-6; TF32 (--matmul-precision default/high on a GPU) to ~1e-3
+        fwd_tol = 1e-4 if args.matmul_precision == "highest" else 1e-2
+        if not fwd <= fwd_tol * max(1.0, float(np.abs(ours).max())):
             raise SystemExit(f"the torch port of {net_name} disagrees with the JAX network ({fwd:.2e}): not timing")
         compiled = {}
         for peer in entries:
@@ -678,14 +778,14 @@ def main(argv=None):
                 for peer, peer_entries in entries.items():
                     for entry in peer_entries:
                         if peer == "k-diffusion":
-                            case = kdiffusion_case(ks, entry, jmodels[peer], twrappers[peer], noise, nfe)
+                            case = kdiffusion_case(ks, entry, jmodels[peer], twrappers[peer], noise, nfe, device)
                         else:
-                            case = diffusers_case(entry, jmodels[peer], noise, nfe)
+                            case = diffusers_case(entry, jmodels[peer], noise, nfe, device)
                         variants = {"eager": twrappers[peer]}
                         if peer in compiled and compile_state[peer]["ok"] is not False:
                             variants["compiled"] = compiled[peer]
                         row = {"network": net_name, "batch": batch, "nfe": nfe}
-                        row.update(measure(case, variants, repeats, args.tolerance, compile_state))
+                        row.update(measure(case, variants, repeats, args.tolerance, compile_state, sync))
                         cst = compile_state.get(peer)
                         if cst is not None and "compiled" in row and "error" not in row["compiled"]:
                             cst["ok"] = True
@@ -704,6 +804,7 @@ def main(argv=None):
               "config": {"networks": nets, "batches": batches, "nfes": nfes, "repeats": repeats, "peers": list(entries),
                          "solvers": sorted(wanted) if wanted else "all shared", "quick": args.quick,
                          "torch_compile": not args.no_compile, "torch_threads_set": args.torch_threads, "compile_timeout_s": args.compile_timeout,
+                         "torch_device": str(device), "matmul_precision": args.matmul_precision,
                          "tolerance_rel": args.tolerance, "dtype": "float32", "sigma_data": SIGMA_DATA,
                          "edm_stochastic_heun": CHURN},
               "environment": env, "networks": networks, "compile": compile_state, "rows": rows,
