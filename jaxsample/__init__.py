@@ -22,6 +22,7 @@ _MODULES = ("compare", "data", "distill", "features", "grids", "metrics", "model
 _NAMES = {
     "jaxsample.distill.catch_up": ("CatchUpNet", "catch_up_model", "train_catch_up"),
     "jaxsample.distill.progressive": ("progressive_distill", "student_model"),
+    "jaxsample.distill.ld3": ("LearnedGrid",),
     "jaxsample.teachers": ("list_teachers", "load_teacher"),
     "jaxsample.data": ("ArrayBatcher", "image_batches", "load_digits", "toy_batches"),
     "jaxsample.features": ("digits_frechet_distance",),
@@ -40,7 +41,7 @@ _NAMES = {
                           "ddpm_ancestral", "deis", "deis_sn", "dpm_solver", "dpm_solver_pp_2m", "dpm_solver_pp_2m_sde",
                           "dpm_solver_pp_2s", "dpm_solver_pp_3m", "dpm_solver_sn", "edm_stochastic_heun", "embed",
                           "euler", "euler_maruyama", "heun", "ipndm", "kutta3", "midpoint", "probability_flow_term",
-                          "rk4", "score_normalise", "unipc", "load_solver", "save_solver", "read_header", "registry",
+                          "rk4", "score_normalise", "unic", "unipc", "load_solver", "save_solver", "read_header", "registry",
                           "BespokeNonStationary", "LearnedAdaSDE"),
     "jaxsample.train": ("TrainState", "fit", "make_mesh", "make_optimizer", "replicate", "shard_batch", "train_step"),
 }
