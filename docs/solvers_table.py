@@ -36,6 +36,8 @@ class Row:
         reference: paper(s) with arXiv ids.
         order: overrides the computed order column (e.g. for learned solvers whose order depends on
             their coefficients); ``None`` computes it.
+        nfe: overrides the computed calls-per-step column for solvers whose cost is not linear in
+            the steps (Restart's intervals); ``None`` computes it.
         pending: a method being added; its computed columns are left for the lead to fill.
         registered: the names of :mod:`jaxsample.solvers.registry` this row covers (``--solver NAME``);
             every registered name is in exactly one row.
@@ -48,6 +50,7 @@ class Row:
     learned: str = "no"
     reference: str = ""
     order: Optional[str] = None
+    nfe: Optional[str] = None
     pending: bool = False
     notes: str = field(default="")
     registered: tuple = ()
@@ -102,6 +105,11 @@ ROWS = [
         reference=f"{DEIS}; Zhou et al. 2024 (AMED), arXiv 2312.00094",
         notes="nominal order on grids uniform in sigma/alpha; lower on others",
         registered=("ipndm",)),
+    Row("Restart sampler", "restart(intervals=[(3, 2, 0.06, 0.30)], s_noise=1.0)", ("restart()",), "x0 and eps",
+        nfe="2, plus 2 K (N_R - 1) per interval",
+        reference="Xu et al. 2023, arXiv 2306.14878",
+        notes="EDM Heun main pass; each interval jumps back to t_max and re-solves, repeats times",
+        registered=("restart",)),
     Row("Euler-Maruyama (reverse SDE)", "euler_maruyama()", ("euler_maruyama()",), "x0 and eps",
         reference="Song et al. 2021, arXiv 2011.13456", notes="weak order",
         registered=("euler_maruyama",)),
@@ -187,7 +195,7 @@ def computed(row: Row, ns: Optional[dict] = None) -> dict:
     return {
         "class": _join(f"`{type(s).__name__}`" for s in objs),
         "order": row.order if row.order is not None else _join(s.order for s in objs),
-        "nfe": _join(s.nfe(1) for s in objs),
+        "nfe": row.nfe if row.nfe is not None else _join(s.nfe(1) for s in objs),
         "kind": _join("stochastic" if s.is_stochastic else "deterministic" for s in objs),
         "objects": objs,
     }

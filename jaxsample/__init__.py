@@ -41,7 +41,7 @@ _NAMES = {
                           "ddpm_ancestral", "deis", "deis_sn", "dpm_solver", "dpm_solver_pp_2m", "dpm_solver_pp_2m_sde",
                           "dpm_solver_pp_2s", "dpm_solver_pp_3m", "dpm_solver_sn", "edm_stochastic_heun", "embed",
                           "euler", "euler_maruyama", "heun", "ipndm", "kutta3", "midpoint", "probability_flow_term",
-                          "rk4", "score_normalise", "unic", "unipc", "load_solver", "save_solver", "read_header", "registry",
+                          "restart", "rk4", "score_normalise", "unic", "unipc", "load_solver", "save_solver", "read_header", "registry",
                           "BespokeNonStationary", "LearnedAdaSDE"),
     "jaxsample.train": ("TrainState", "fit", "make_mesh", "make_optimizer", "replicate", "shard_batch", "train_step"),
 }

@@ -5,7 +5,7 @@
   :func:`dpm_solver_pp_3m`, :func:`unipc`, :func:`deis`, :func:`ipndm`;
   :func:`unic` plugs UniPC's corrector into any of the one-call multistep ones.
 - Stochastic: :func:`euler_maruyama`, :func:`ddpm_ancestral`, :func:`edm_stochastic_heun`,
-  :func:`dpm_solver_pp_2m_sde` (the exponential ones beside their ODE versions, in :mod:`~jaxsample.solvers.ddim`
+  :func:`dpm_solver_pp_2m_sde`, :func:`restart` (the Restart sampler; the exponential ones beside their ODE versions, in :mod:`~jaxsample.solvers.ddim`
   and :mod:`~jaxsample.solvers.dpm_solver`).
 - Non-stationary: :class:`NonStationary`, :func:`embed` (any linear solver as NS coefficients) and the
   learned :class:`BespokeNonStationary` (BNS).
@@ -34,6 +34,7 @@ from jaxsample.solvers import _registry as registry
 from jaxsample.solvers._io import load_solver, read_header, save_solver
 from jaxsample.solvers.runge_kutta import ButcherTableau, ExplicitRungeKutta, euler, heun, kutta3, midpoint, rk4
 from jaxsample.solvers.stochastic import EDMStochasticHeun, EulerMaruyama, edm_stochastic_heun, euler_maruyama
+from jaxsample.solvers.restart import Restart, restart
 
 __all__ = [
     "AbstractSolver", "SimpleState", "per_sample_normal",
@@ -48,4 +49,5 @@ __all__ = [
     "ScoreNormStats", "DEISSN", "DPMSolverSN", "deis_sn", "dpm_solver_sn", "score_normalise",
     "DDPMAncestral", "DPMSolverPP2MSDE", "EDMStochasticHeun", "EulerMaruyama",
     "ddpm_ancestral", "dpm_solver_pp_2m_sde", "edm_stochastic_heun", "euler_maruyama",
+    "Restart", "restart",
 ]

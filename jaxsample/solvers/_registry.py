@@ -174,6 +174,8 @@ _r("edm_stochastic_heun", "stochastic",
    stochastic=True, baseline=True, description="EDM's stochastic Heun sampler, S_churn = 40 (without churn: heun_edm)")
 _r("dpm_solver_pp_2m_sde", "dpm_solver", lambda: _solvers().dpm_solver_pp_2m_sde(1.0), stochastic=True,
    baseline=True, description="DPM-Solver++(2M) SDE")
+_r("restart", "restart", lambda: _solvers().restart(), stochastic=True,
+   description="the Restart sampler: EDM Heun + restarts (default: the CIFAR-10 VP interval)")
 
 # Score-normalised DEIS and DPM-Solver: their statistics are calibrated per model (jaxsample distill deis-sn).
 _r("deis_sn", "score_norm", learned=True, cls="DEISSN", description="score-normalised DEIS (calibrated r(t))")
