@@ -76,6 +76,7 @@ from jaxsample.distill._fit_solver import fit_solver
 from jaxsample.solvers._base import AbstractSolver
 from jaxsample.solvers.adasde import AdaSDE, LearnedAdaSDE
 from jaxsample.solvers.dpm_solver import dpm_solver
+from jaxsample.solvers.runge_kutta import heun
 
 __all__ = ["Parameterisation", "teacher_grid", "official_teacher_grid", "make_pairs", "fresh_pairs", "step_loss",
            "trajectory_loss", "evaluate", "distill", "official_lr", "GAMMA_OFFSET"]
@@ -241,17 +242,20 @@ def _teacher_traj(model: Model, ts, noise, cond, *, teacher: str, m: int, grid: 
         if teacher == "official":
             fine, stride = official_teacher_grid(model.path, grid, n, m, substeps, **dict(grid_kwargs or {}))
             coarse = np.asarray(fine[::stride], np.float64)
-            if not np.allclose(coarse, np.asarray(ts, np.float64), rtol=1e-5, atol=1e-7):
+            if not np.allclose(coarse, np.asarray(ts, np.float64), rtol=1e-5, atol=1e-7):  # noqa: E501
                 raise ValueError(f"ts is not the {grid!r} grid with {n} steps (and grid_kwargs {grid_kwargs}): "
                                  f"the official teacher's grid holds {coarse}, ts is {np.asarray(ts)}")
+        elif teacher == "heun" and grid is not None:  # AMED's: Heun on the grid with (m + 1) n steps
+            fine, stride = official_teacher_grid(model.path, grid, n, m, 1, **dict(grid_kwargs or {}))
         else:
             fine, stride = teacher_grid(model.path, ts, m), m + 1
-        _, traj = sample(model, dpm_solver(2), fine, noise, cond=cond, return_trajectory=True)
+        step = heun("edm") if teacher == "heun" else dpm_solver(2)
+        _, traj = sample(model, step, fine, noise, cond=cond, return_trajectory=True)
         traj = traj[stride::stride]
     return jnp.moveaxis(traj, 0, 1)
 
 
-_TEACHERS = ("dpm_solver_2", "official", "reference")
+_TEACHERS = ("dpm_solver_2", "official", "heun", "reference")
 
 
 def _check_teacher(teacher, grid):
@@ -276,6 +280,8 @@ def make_pairs(model: Model, ts, num: int, sample_shape, *, seed: int, teacher: 
       ``grid`` (a :func:`~jaxsample.grids.get_grid` name, with ``grid_kwargs`` such as
       ``t_start``/``t_end``); the teacher runs that grid with ``(m + 1) n`` steps, each cut into
       ``substeps`` DPM-Solver-2 steps on an EDM rho = 7 grid (``4 (m + 1) n`` model calls);
+    - ``'heun'``: AMED's teacher, EDM's Heun on the grid ``grid`` with ``(m + 1) n`` steps (on
+      :func:`teacher_grid` when ``grid`` is None);
     - ``'reference'``: the adaptive ODE solution (:func:`~jaxsample.sampling.reference_sample`).
     """
     if not isinstance(num, int) or isinstance(num, bool) or num < 1:
@@ -421,6 +427,27 @@ def _partial_spec(spec: Parameterisation, k: int) -> Parameterisation:
 
 
 @eqx.filter_jit
+def _teacher_forced_value_and_grad(model, spec, k, loss_kw, params, ts, batch, key):
+    """Loss of coarse step ``k`` run from the TEACHER's state at ``ts[k]`` (the initial noise at
+    ``k = 0``), and its gradient (which reaches only step ``k``'s values): AMED's training of a
+    single-step student (zju-pi/diff-sampler ``training_loop.py``: the next input is the teacher's)."""
+    noise, index, traj, cond = _split(batch)
+    keys = _student_keys(key, index)
+    n = params[next(iter(params))].shape[0]
+    x_start = model.path.prior_scale(ts[0]) * noise if k == 0 else traj[:, k - 1]
+
+    def loss_fn(p):
+        solver = _partial_spec(spec, k + 1).solver({name: v[:k + 1] for name, v in p.items()}).as_solver()
+        grid = ts[:k + 2]
+        state = solver.init(model, grid, x_start, cond)
+        step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, k) if solver.is_stochastic else None
+        x = solver.step(model, grid, k, state, cond, step_keys).x
+        return step_loss(model.path, ts[k + 1], x, traj[:, k], last=k == n - 1, **loss_kw)
+
+    return jax.value_and_grad(loss_fn)(params)
+
+
+@eqx.filter_jit
 def _step_value_and_grad(model, spec, k, loss_kw, params, used, ts, batch, key):
     """Loss of coarse step ``k`` and its gradient, as the official loop computes it.
 
@@ -451,7 +478,8 @@ def _batch_value_and_grad(model, spec, loss_kw, params, ts, batch, key):
 def _fit_loop(model, spec: Parameterisation, ts, batches: Callable, params, *, num_steps: int,
               learning_rate: float, update: str, schedule: str, loss_kw: dict, seed: int, progress: bool):
     """The official optimisation: Adam(0.9, 0.999, 1e-8) on the raw parameters, one learning rate
-    per batch (``schedule``), updated after every coarse step (``update='per_step'``) or once per
+    per batch (``schedule``), updated after every coarse step (``update='per_step'``, or
+    ``'per_step_teacher'`` from the teacher's states) or once per
     batch on the sum of the step losses (``'per_batch'``), gradients through ``nan_to_num``.
     Returns the final parameters (the official loop keeps the last iterate) and the loss history."""
     import optax
@@ -462,7 +490,8 @@ def _fit_loop(model, spec: Parameterisation, ts, batches: Callable, params, *, n
     n = spec.num_steps
     history = []
     for b in range(num_steps):
-        lr = (official_lr if schedule == "official" else _cosine_lr)(learning_rate, b, num_steps)
+        lr = {"official": official_lr, "cosine": _cosine_lr,
+              "constant": lambda lr, b, n: lr}[schedule](learning_rate, b, num_steps)
         opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
         batch = batches(b)
         bkey = jax.random.key_data(jax.random.fold_in(key, b))
@@ -473,6 +502,13 @@ def _fit_loop(model, spec: Parameterisation, ts, batches: Callable, params, *, n
         else:
             used, loss = params, 0.0
             for k in range(n):
+                if update == "per_step_teacher":
+                    step_loss_k, grads = _teacher_forced_value_and_grad(model, spec, k, loss_kw, params, ts, batch,
+                                                                        bkey)
+                    updates, opt_state = tx.update(_nan_to_num(grads), opt_state, params)
+                    params = optax.apply_updates(params, updates)
+                    loss = loss + step_loss_k
+                    continue
                 used = {name: v.at[k].set(params[name][k]) for name, v in used.items()}
                 step_loss_k, grads = _step_value_and_grad(model, spec, k, loss_kw, params, used, ts, batch, bkey)
                 updates, opt_state = tx.update(_nan_to_num(grads), opt_state, params)
@@ -501,9 +537,10 @@ def distill(model: Model, spec: Parameterisation, ts, train_pairs: Union[Mapping
       and resumes exactly where it stopped (``workdir/validation.jsonl`` logs the scores);
     - otherwise the official loop (``training/training_loop.py``): Adam(0.9, 0.999, 1e-8) on the
       raw parameters, stepped after every coarse step (``update='per_step'``; the student continues
-      from its own output and the gradient reaches the earlier steps) or once per batch
+      from its own output and the gradient reaches the earlier steps; ``'per_step_teacher'``: every
+      step starts from the teacher's state, AMED's recipe for single-step students) or once per batch
       (``'per_batch'``), gradients through ``nan_to_num``, learning rate ``schedule='official'``
-      (:func:`official_lr`, once per batch) or ``'cosine'`` (to 0). It returns the FINAL iterate,
+      (:func:`official_lr`, once per batch), ``'cosine'`` (to 0) or ``'constant'`` (AMED's). It returns the FINAL iterate,
       as the official code does, and is scored on ``val_pairs`` at the start and the end only.
       With a ``workdir`` a finished run is loaded back instead of trained again.
 
@@ -526,10 +563,10 @@ def distill(model: Model, spec: Parameterisation, ts, train_pairs: Union[Mapping
     for name, value in [("num_steps", num_steps), ("batch_size", batch_size), ("eval_every", eval_every)]:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if update not in ("per_batch", "per_step"):
-        raise ValueError(f"update must be 'per_batch' or 'per_step', got {update!r}")
-    if schedule not in ("cosine", "official"):
-        raise ValueError(f"schedule must be 'cosine' or 'official', got {schedule!r}")
+    if update not in ("per_batch", "per_step", "per_step_teacher"):
+        raise ValueError(f"update must be 'per_batch', 'per_step' or 'per_step_teacher', got {update!r}")
+    if schedule not in ("cosine", "official", "constant"):
+        raise ValueError(f"schedule must be 'cosine', 'official' or 'constant', got {schedule!r}")
     if loss not in _LOSSES:
         raise ValueError(f"loss must be one of {_LOSSES}, got {loss!r}")
     ts = jnp.asarray(ts, jnp.float32)
