@@ -1,0 +1,330 @@
+"""The few-step league: classical, learned and calibrated methods on one teacher, against the exact ODE solution.
+
+For one task (the 64-d Gaussian-mixture benchmark ``gmm_vp_cosine``, or a shipped image teacher
+with shipped ground truth: ``digits_vp``, ``fashion_vp``) and each NFE, every method's samples from
+the same noises are scored by PSNR against the exact ODE solution (the mixture: Dopri8 rtol 1e-6 on
+``--samples`` noises; a teacher: its shipped reference, ``jaxsample/assets/demo/NAME_reference.npz``)
+and by a distribution score (the mixture: exact mean log-likelihood; a teacher: Frechet distance in
+the shipped classifier's features, on the same samples). Methods:
+
+- ``classical``: every deterministic baseline solver of the registry on each of ``--grids``, best by PSNR;
+- ``unic``: UniPC's corrector plugged into DDIM / DPM-Solver++(3M) / DEIS-3 / iPNDM, best solver and grid;
+- ``gits``: the GITS grid (iPNDM teacher of 60 steps, 256 trajectories, coeff 1.15) with the best of
+  iPNDM, DPM-Solver++(3M), UniPC-3 (bh1), DEIS-3 and iPNDM+UniC on it;
+- ``ld3``: LD3 grid for UniPC-3 bh1 (the official student), 50 + 50 teacher pairs (UniPC-3, NFE 20);
+- ``deis_sn``: DEIS-SN (tAB 3) with the shipped statistic, best grid;
+- ``dpm_solver_v3``: DPM-Solver-v3 with statistics calibrated here (when the module is present);
+- ``bns``: the shipped BNS solver at this NFE (where one is shipped);
+- ``amed``: AMED-Solver trained here with its official recipe (odd NFE, AFS), mixture only by default;
+- ``adasde``: AdaSDE (gamma learned; same recipe as AMED's training loop but its own step), mixture only.
+
+Costs: learned parameters and the model evaluations spent to learn or calibrate them (0 for the
+training-free rows), and the wall time of that on this machine.
+
+    python bench/league.py --teacher gmm_vp_cosine --out bench/results/league_gmm_vp_cosine.json
+    python bench/league.py --teacher fashion_vp --out bench/results/league_fashion_vp.json --no-train
+
+Writes JSON rows (task, method, nfe, detail, psnr_db, score, params, cost_evals, seconds), a
+markdown table beside it (``.md``) and a PNG of PSNR against NFE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxsample as js  # noqa: E402
+from jaxsample import compare, tasks  # noqa: E402
+from jaxsample.grids import get_grid  # noqa: E402
+from jaxsample.solvers import registry  # noqa: E402
+from _common import environment, write_json  # noqa: E402
+
+NFES = (3, 4, 5, 6, 8, 10, 16)
+GRIDS = ("quadratic", "logsnr", "edm", "time_uniform")
+UNIC = ("ddim_unic", "dpm_solver_pp_3m_unic", "deis_tab_3_unic", "ipndm_unic")
+GITS_SOLVERS = ("ipndm", "dpm_solver_pp_3m", "unipc_bh1_3", "deis_tab_3", "ipndm_unic")
+
+
+class Context:
+    """The task, its noises and exact solutions, and the caches the methods share."""
+
+    def __init__(self, name, samples):
+        self.task = tasks.load_task(name)
+        self.model = self.task.model
+        if self.task.mixture is None:
+            from jaxsample import demo
+
+            ref = demo.reference(name)
+            n = min(samples, ref["noise"].shape[0])
+            self.noise, self.target = jnp.asarray(ref["noise"][:n]), np.asarray(ref["target"][:n])
+            self.interval = {"t_start": float(ref["t_start"]), "t_end": float(ref["t_end"])}
+        else:
+            self.interval = self.task.interval
+            self.noise = js.initial_noise(jax.random.key(2024), (samples, *self.task.sample_shape))
+            self.target = np.asarray(js.reference_sample(self.model, self.noise, rtol=1e-6, atol=1e-6,
+                                                         **self.interval))
+        self.shape = tuple(self.task.sample_shape)
+        self.cache = {}
+
+    def score(self, x):
+        x = np.asarray(x)
+        if not np.all(np.isfinite(x)):
+            return float("nan"), float("nan")
+        psnr = float(self.task.psnr(x, self.target))
+        other = self.task.log_likelihood(x) if self.task.mixture is not None else self.task.frechet_distance(x)
+        return psnr, float(other)
+
+    def run(self, solver, ts, model=None, key=None):
+        key = jax.random.key(0) if solver.is_stochastic else None
+        return js.sample(model or self.model, solver, ts, self.noise, key=key, check_finite=False)
+
+
+def _best(ctx, candidates, nfe):
+    """The best (name, solver, grid name, ts) by PSNR among ``candidates`` (name -> solver) and ``--grids``."""
+    best = None
+    for name, solver in candidates.items():
+        if nfe % solver.nfe(1):
+            continue
+        for grid, ts in ctx.grids(nfe // solver.nfe(1)):
+            try:
+                psnr, other = ctx.score(ctx.run(solver, ts))
+            except Exception:  # singular on this path
+                continue
+            if math.isfinite(psnr) and (best is None or psnr > best["psnr_db"]):
+                best = {"detail": f"{name} [{grid}]", "psnr_db": psnr, "score": other}
+    return best
+
+
+def classical(ctx, nfe):
+    suite = {e.name: e.make() for e in registry.entries(baseline=True, learned=False, stochastic=False)}
+    return _best(ctx, suite, nfe)
+
+
+def unic(ctx, nfe):
+    return _best(ctx, {n: registry.get(n).make() for n in UNIC}, nfe)
+
+
+def gits(ctx, nfe):
+    from jaxsample.distill import gits as G
+
+    if "gits" not in ctx.cache:
+        t0 = time.perf_counter()
+        ts, cost = G.cost_matrix(ctx.model, ctx.shape, teacher_steps=60, num_trajectories=256, **ctx.interval)
+        ctx.cache["gits"] = (ts, cost, time.perf_counter() - t0)
+    ts_t, cost, seconds = ctx.cache["gits"]
+    best = None
+    for name in GITS_SOLVERS:
+        solver = registry.get(name).make()
+        if nfe % solver.nfe(1):
+            continue
+        ts = ts_t[np.asarray(G.dynamic_programming(cost, nfe // solver.nfe(1)))]
+        psnr, other = ctx.score(ctx.run(solver, ts))
+        if math.isfinite(psnr) and (best is None or psnr > best["psnr_db"]):
+            best = {"detail": f"{name} [gits]", "psnr_db": psnr, "score": other}
+    if best:
+        best.update(params=nfe - 1, cost_evals=256 * (60 + 61), seconds=seconds)
+    return best
+
+
+def ld3(ctx, nfe):
+    from jaxsample.distill import ld3 as L
+
+    if "ld3_pairs" not in ctx.cache:
+        t0 = time.perf_counter()
+        pairs = L.make_pairs(ctx.model, 100, ctx.shape, seed=77, **ctx.interval)
+        ctx.cache["ld3_pairs"] = (pairs, time.perf_counter() - t0)
+    pairs, pair_seconds = ctx.cache["ld3_pairs"]
+    train = {k: v[:50] for k, v in pairs.items()}
+    val = {k: v[50:] for k, v in pairs.items()}
+    solver = js.unipc(3, "bh1")
+    t0 = time.perf_counter()
+    grid = L.distill(ctx.model, solver, nfe, train, val, t_max=ctx.interval["t_start"], t_min=ctx.interval["t_end"],
+                     progress=False)
+    seconds = time.perf_counter() - t0 + pair_seconds
+    psnr, other = ctx.score(grid.sample(ctx.model, solver, ctx.noise))
+    # 100 teacher samples of 20 calls, then 7 rounds over 50 + 50 pairs (forward + backward ~ 3 calls a step)
+    return {"detail": "unipc_bh1_3 [ld3]", "psnr_db": psnr, "score": other, "params": 2 * (nfe + 1),
+            "cost_evals": 100 * 20 + 7 * 100 * 3 * nfe, "seconds": seconds}
+
+
+def deis_sn(ctx, nfe):
+    from jaxsample._assets import ASSETS_DIR
+    from jaxsample.solvers import ScoreNormStats, load_solver
+
+    f = ASSETS_DIR / "deis_sn" / f"{ctx.task.name}.npz"
+    if not f.exists():
+        return None
+    stats = load_solver(str(f), expect=ScoreNormStats)
+    best = _best(ctx, {"deis_sn_3": js.deis_sn(stats, 3)}, nfe)
+    if best:
+        best.update(params=int(np.size(stats.values)), cost_evals=None, seconds=None)
+    return best
+
+
+def dpm_solver_v3(ctx, nfe):
+    try:
+        from jaxsample.distill import dpm_solver_v3 as V
+        from jaxsample.solvers.dpm_solver_v3 import dpm_solver_v3 as make
+    except ImportError:
+        return None
+    if "v3" not in ctx.cache:
+        t0 = time.perf_counter()
+        ems = V.calibrate(ctx.model, ctx.shape, progress=False, **_v3_kwargs(ctx))
+        ctx.cache["v3"] = (ems, time.perf_counter() - t0)
+    ems, seconds = ctx.cache["v3"]
+    best = _best(ctx, {"dpm_solver_v3": make(ems, order=3)}, nfe)
+    if best:
+        best.update(params=int(sum(np.size(a) for a in jax.tree_util.tree_leaves(ems))), cost_evals=None,
+                    seconds=seconds)
+    return best
+
+
+def _v3_kwargs(ctx):
+    import inspect
+
+    from jaxsample.distill import dpm_solver_v3 as V
+
+    params = inspect.signature(V.calibrate).parameters
+    return {k: v for k, v in ctx.interval.items() if k in params}
+
+
+def bns(ctx, nfe):
+    from jaxsample.distill import bns as B
+
+    shipped = B.shipped(ctx.task.name)
+    if nfe not in shipped:
+        return None
+    solver = shipped[nfe]
+    ts = jnp.asarray(solver.times) if hasattr(solver, "times") else None
+    psnr, other = ctx.score(ctx.run(solver, ts))
+    return {"detail": "bns (shipped)", "psnr_db": psnr, "score": other,
+            "params": int(sum(np.size(a) for a in jax.tree_util.tree_leaves(eqx_params(solver)))),
+            "cost_evals": None, "seconds": None}
+
+
+def eqx_params(solver):
+    import equinox as eqx
+
+    return eqx.filter(solver, eqx.is_inexact_array)
+
+
+def amed(ctx, nfe):
+    from jaxsample.distill import amed as A
+
+    if nfe % 2 == 0:
+        return None
+    points = (nfe + 1) // 2 + 1  # NFE = 2 (N - 1) - 1 with AFS
+    t0 = time.perf_counter()
+    solver, _ = A.distill(ctx.model, ctx.shape, num_points=points, num_trajectories=4096, batch_size=128,
+                          progress=False, grid_kwargs=ctx.interval)
+    seconds = time.perf_counter() - t0
+    psnr, other = ctx.score(ctx.run(solver, jnp.asarray(solver.times)))
+    steps = points - 1
+    return {"detail": "amed [time_uniform, AFS]", "psnr_db": psnr, "score": other, "params": 2 * steps,
+            "cost_evals": 4096 * (4 * steps + 2 * steps), "seconds": seconds}
+
+
+def adasde(ctx, nfe):
+    from jaxsample.distill import adasde as D
+
+    if nfe % 2 == 0:
+        return None
+    steps = (nfe + 1) // 2
+    spec = D.Parameterisation(num_steps=steps, afs=True)
+    ts = get_grid("time_uniform", ctx.model.path, steps, **ctx.interval)
+    import functools
+
+    train = functools.partial(D.fresh_pairs, ctx.model, ts, 128, ctx.shape, seed=0, teacher="official",
+                              grid="time_uniform", grid_kwargs=ctx.interval)
+    val = D.make_pairs(ctx.model, ts, 256, ctx.shape, seed=1, teacher="official", grid="time_uniform",
+                       grid_kwargs=ctx.interval)
+    t0 = time.perf_counter()
+    solver, _ = D.distill(ctx.model, spec, ts, train, val, num_steps=32, batch_size=128, learning_rate=0.2,
+                          update="per_step", schedule="official", loss="official", progress=False)
+    seconds = time.perf_counter() - t0
+    psnr, other = ctx.score(ctx.run(solver, ts))
+    return {"detail": "adasde [time_uniform, AFS]", "psnr_db": psnr, "score": other, "params": 4 * steps,
+            "cost_evals": 32 * 128 * (16 * steps + 2 * steps), "seconds": seconds}
+
+
+METHODS = {"classical": classical, "unic": unic, "gits": gits, "ld3": ld3, "deis_sn": deis_sn,
+           "dpm_solver_v3": dpm_solver_v3, "bns": bns, "amed": amed, "adasde": adasde}
+TRAINED = ("ld3", "amed", "adasde")
+
+
+def markdown(rows, nfes, value, fmt):
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    lines = ["| method | " + " | ".join(f"NFE {n}" for n in nfes) + " |", "|---|" + "---|" * len(nfes)]
+    for m in methods:
+        cells = []
+        for n in nfes:
+            r = next((r for r in rows if r["method"] == m and r["nfe"] == n), None)
+            v = None if r is None else r.get(value)
+            cells.append("-" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v))
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--teacher", default="gmm_vp_cosine")
+    p.add_argument("--out", required=True)
+    p.add_argument("--nfes", type=int, nargs="+", default=list(NFES))
+    p.add_argument("--samples", type=int, default=512, help="noises scored (a teacher: at most its shipped 256)")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--grids", nargs="+", default=list(GRIDS))
+    p.add_argument("--no-train", action="store_true", help=f"skip the methods trained here ({', '.join(TRAINED)})")
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    ctx = Context(args.teacher, args.samples)
+    ctx.grids = lambda n: [(g, get_grid(g, ctx.model.path, n, **ctx.interval)) for g in args.grids]
+    methods = [m for m in args.methods if not (args.no_train and m in TRAINED)]
+    rows = []
+    for nfe in args.nfes:
+        for m in methods:
+            t1 = time.perf_counter()
+            try:
+                row = METHODS[m](ctx, nfe)
+            except Exception as err:  # noqa: BLE001 - a method that fails is reported, not fatal
+                row = {"detail": f"failed: {type(err).__name__}: {err}"[:300], "psnr_db": float("nan"),
+                       "score": float("nan")}
+            if row is None:
+                continue
+            row = {"task": args.teacher, "method": m, "nfe": nfe, "params": 0, "cost_evals": 0,
+                   "seconds": 0.0, **row, "wall_s": time.perf_counter() - t1}
+            rows.append(row)
+            print(f"{args.teacher} NFE {nfe:2d} {m:14s} {row['psnr_db']:7.2f} dB  score {row['score']:9.3f}  "
+                  f"{row['detail']}", flush=True)
+        write_json(args.out, {"benchmark": "league", "config": vars(args), "environment": environment(),
+                              "num_samples": int(ctx.noise.shape[0]), "rows": rows, "partial": True})
+    score_name = "log-likelihood" if ctx.task.mixture is not None else "Frechet distance"
+    table = (f"## {args.teacher}: PSNR (dB) against the exact ODE solution, {int(ctx.noise.shape[0])} noises\n\n"
+             + markdown(rows, args.nfes, "psnr_db", "{:.2f}")
+             + f"\n## {args.teacher}: {score_name} of the same samples\n\n"
+             + markdown(rows, args.nfes, "score", "{:.2f}"))
+    clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
+    write_json(args.out, {"benchmark": "league", "config": vars(args), "environment": environment(),
+                          "num_samples": int(ctx.noise.shape[0]), "seconds": time.perf_counter() - t0,
+                          "rows": clean})
+    stem = os.path.splitext(args.out)[0]
+    from jaxsample._files import write_text
+
+    write_text(stem + ".md", table)
+    panels = {m: [{"solver": m, "nfe": r["nfe"], "psnr_db": r["psnr_db"]} for r in rows if r["method"] == m]
+              for m in dict.fromkeys(r["method"] for r in rows)}
+    compare.plot_psnr_vs_nfe({args.teacher: [r for rs in panels.values() for r in rs]}, stem + ".png",
+                             title=f"The few-step league on {args.teacher}")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
