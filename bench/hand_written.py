@@ -6,7 +6,9 @@ need alpha > 0 and sigma > 0 at both ends). For Euler, Heun, DDIM and DPM-Solver
 loop is the textbook update in a few lines (below); its output is checked against ``js.sample``
 (max abs difference, reported) before timing. Interleaved repeats (every case once per round),
 medians and min-max in ms, ratio ``sample / hand`` per solver and batch; also 16 bare model calls
-in one scan (the floor for one-call-per-step solvers). UniPC, DEIS and the NS/BNS solvers have no
+in one scan (the floor for one-call-per-step solvers). Two more columns say where the rest goes:
+``js.sample(..., check_finite=False)`` (no NaN check: the check is an in-graph ``cond`` with a host
+callback) and ``js.sample`` inside the caller's own ``jax.jit`` (no Python dispatch per call). UniPC, DEIS and the NS/BNS solvers have no
 hand loop here (their coefficient tables make a hand-written version a re-implementation).
 
     python bench/hand_written.py --out bench/results/hand_written_cpu.json
@@ -115,6 +117,11 @@ def main(argv=None):
             solver = make()
             cases[f"{name}/hand"] = (lambda f: lambda: f(params, noise))(hands[name])
             cases[f"{name}/sample"] = (lambda s: lambda: js.sample(model, s, ts, noise))(solver)
+            # where the rest goes: the NaN check (an in-graph cond and host callback) and Python dispatch
+            cases[f"{name}/sample_no_check"] = (lambda s: lambda: js.sample(model, s, ts, noise,
+                                                                            check_finite=False))(solver)
+            jitted = jax.jit(lambda n, s=solver: js.sample(model, s, ts, n))
+            cases[f"{name}/sample_in_jit"] = (lambda f: lambda: f(noise))(jitted)
             agreement[name] = float(jnp.max(jnp.abs(cases[f"{name}/hand"]() - cases[f"{name}/sample"]())))
         for f in cases.values():  # warm-up: compile, then once more
             jax.block_until_ready(f())
@@ -132,10 +139,13 @@ def main(argv=None):
                    "overhead_ms": med[f"{name}/sample"] - med[f"{name}/hand"],
                    "hand_min_max_ms": [min(times[f"{name}/hand"]), max(times[f"{name}/hand"])],
                    "sample_min_max_ms": [min(times[f"{name}/sample"]), max(times[f"{name}/sample"])],
-                   "bare_16_calls_ms": med["bare_16_calls"], "max_abs_difference": agreement[name]}
+                   "bare_16_calls_ms": med["bare_16_calls"], "max_abs_difference": agreement[name],
+                   "sample_no_check_ms": med[f"{name}/sample_no_check"],
+                   "sample_in_jit_ms": med[f"{name}/sample_in_jit"]}
             rows.append(row)
             print(f"batch {batch:5d} {name:18s} hand {row['hand_ms']:8.3f} ms  sample {row['sample_ms']:8.3f} ms  "
-                  f"ratio {row['ratio']:.3f}  (+{row['overhead_ms']:.3f} ms)  |diff| {agreement[name]:.1e}", flush=True)
+                  f"ratio {row['ratio']:.3f}  (+{row['overhead_ms']:.3f} ms)  no check {row['sample_no_check_ms']:8.3f} ms  "
+                  f"in jit {row['sample_in_jit_ms']:8.3f} ms  |diff| {agreement[name]:.1e}", flush=True)
     write_json(args.out, {"benchmark": "hand_written", "steps": STEPS, "repeats": args.repeats,
                           "environment": environment(), "rows": rows})
 

@@ -29,7 +29,7 @@ from jaxsample.solvers._base import AbstractSolver, SimpleState, per_sample_norm
 from jaxsample.solvers._exponential import (MultistepState, check_choice, check_lower_order_final,
                                             data_update, effective_order, empty_history, interval,
                                             multistep_order, noise_update, past_lam, push, sched,
-                                            sigma_expm1_h)
+                                            select_branch, sigma_expm1_h)
 from jaxsample.solvers.stochastic import _check_number
 
 __all__ = [
@@ -224,18 +224,24 @@ class DPMSolverPPMultistep(AbstractSolver):
         m0 = model.x0(x, iv.s, **cond)
         phi_1 = jnp.expm1(-h)
         base = iv.data_step(x, m0)
+        # h = inf on a step to sigma = 0 and repeated times during the warm-up, where only the
+        # lower-order update is selected: the other branches are still computed (select_branch), so
+        # they use finite stand-ins there.
+        h = jnp.where(jnp.isfinite(h), h, jnp.ones_like(h))
 
         def first():
             return base
 
         def second():
             r0 = (lam_s - past_lam(path, ts, i, 1, dt)) / h
+            r0 = jnp.where(i >= 1, r0, 1.0)  # warm-up: not selected, kept finite (see above)
             d1 = (m0 - hist[0]) / r0
             return base - 0.5 * (a_t * phi_1) * d1
 
         def third():
             lam_1, lam_2 = past_lam(path, ts, i, 1, dt), past_lam(path, ts, i, 2, dt)
             r0, r1 = (lam_s - lam_1) / h, (lam_1 - lam_2) / h
+            r0, r1 = jnp.where(i >= 1, r0, 1.0), jnp.where(i >= 2, r1, 1.0)
             d1_0 = (m0 - hist[0]) / r0
             d1_1 = (hist[0] - hist[1]) / r1
             d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)
@@ -248,7 +254,7 @@ class DPMSolverPPMultistep(AbstractSolver):
         if len(branches) == 1:
             x_t = first()
         else:
-            x_t = jax.lax.switch(multistep_order(self, ts, i, iv.sig_t) - 1, branches)
+            x_t = select_branch(multistep_order(self, ts, i, iv.sig_t) - 1, branches)
         return MultistepState(x_t, push(hist, m0))
 
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from jaxsample.solvers._base import AbstractSolver
 from jaxsample.solvers._exponential import (check_below, check_choice, empty_history, grid_steps, interval,
-                                            multistep_order, past_lam, push)
+                                            multistep_order, past_lam, push, select_branch)
 
 __all__ = ["UniPCState", "UniPC", "unipc"]
 
@@ -106,11 +106,17 @@ class UniPC(AbstractSolver):
         m0 = jax.lax.cond(i == 0, lambda: model.x0(x, iv.s, **cond), lambda: hist[0])
         x_lin = iv.data_step(x, m0)
 
+        # h = inf on a step to sigma = 0 (only order 1 selected) and repeated times in the warm-up:
+        # the higher-order branches are computed too (select_branch), so they get finite stand-ins.
+        h_hi = jnp.where(jnp.isfinite(h), h, jnp.ones_like(h))
+
         def branch(q):
             def run():
-                rks = [(past_lam(path, ts, i, k, dt) - iv.lam_s) / h for k in range(1, q)]
+                hq = h if q == 1 else h_hi
+                rks = [jnp.where(i >= k, (past_lam(path, ts, i, k, dt) - iv.lam_s) / hq, -float(k))
+                       for k in range(1, q)]  # warm-up: not selected, kept finite and distinct
                 d1s = [(hist[k] - m0) / rk for k, rk in zip(range(1, q), rks)]
-                _, b_h, rhos_p, rhos_c = _unipc_coefficients(h, rks, q, self.variant)
+                _, b_h, rhos_p, rhos_c = _unipc_coefficients(hq, rks, q, self.variant)
                 x_pred = x_lin
                 if rhos_p is not None:
                     x_pred = x_lin - (a_t * b_h) * sum(rhos_p[k] * d for k, d in enumerate(d1s))
@@ -119,7 +125,7 @@ class UniPC(AbstractSolver):
             return run
 
         branches = [branch(q) for q in range(1, self.solver_order + 1)]
-        x_pred, x_corr_base, c_last = jax.lax.switch(multistep_order(self, ts, i, iv.sig_t) - 1, branches)
+        x_pred, x_corr_base, c_last = select_branch(multistep_order(self, ts, i, iv.sig_t) - 1, branches)
 
         def corrected():
             m_new = model.x0(x_pred, iv.t, **cond)
