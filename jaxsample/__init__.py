@@ -38,7 +38,7 @@ _NAMES = {
                         "get_path"),
     "jaxsample.sampling": ("count_model_calls", "initial_noise", "reference_sample", "sample", "sample_keys"),
     "jaxsample.solvers": ("AbstractSolver", "AdaSDE", "ScoreNormStats", "noise_injected", "as_diffrax", "cfg_pp", "ddim",
-                          "ddpm_ancestral", "deis", "deis_sn", "dpm_solver", "dpm_solver_pp_2m", "dpm_solver_pp_2m_sde",
+                          "ddpm_ancestral", "deis", "deis_sn", "dpm_solver", "dpm_solver_v3", "DPMSolverV3", "EMS", "dpm_solver_pp_2m", "dpm_solver_pp_2m_sde",
                           "dpm_solver_pp_2s", "dpm_solver_pp_3m", "dpm_solver_sn", "edm_stochastic_heun", "embed",
                           "euler", "euler_maruyama", "heun", "ipndm", "kutta3", "midpoint", "probability_flow_term",
                           "restart", "rk4", "score_normalise", "unic", "unipc", "load_solver", "save_solver", "read_header", "registry",

@@ -125,6 +125,7 @@ def test_every_learned_class_of_the_registry_round_trips(tmp_path):
             times=ts),
         "DEISSN": js.deis_sn(stats, 2),
         "DPMSolverSN": js.dpm_solver_sn(stats, 2),
+        "DPMSolverV3": js.solvers.dpm_solver_v3(js.solvers.EMS.degenerate(jnp.linspace(-5.0, 5.0, 11), (2,))),
     }
     assert set(examples) == set(js.solvers.registry.learned_classes())
     for name, solver in examples.items():

@@ -6,6 +6,7 @@
 - :mod:`~jaxsample.distill.progressive`: progressive distillation (Salimans & Ho 2022).
 - :mod:`~jaxsample.distill.catch_up`: catch-up distillation (Shao et al. 2023).
 - :mod:`~jaxsample.distill.amed`: AMED-Solver, trained as its authors do (Zhou et al. 2024).
+- :mod:`~jaxsample.distill.dpm_solver_v3`: the empirical model statistics of DPM-Solver-v3 (Zheng et al. 2023).
 - :mod:`~jaxsample.distill.gits`: GITS time grids by dynamic programming on a teacher trajectory (Chen et al. 2024).
 - :mod:`~jaxsample.distill.ld3`: LD3, a learned time grid (plus model-time shifts) for any ODE solver (Tong et al. 2024).
 
@@ -14,6 +15,6 @@ run by ``experiments/<name>/main.py`` and ``jaxsample distill <name>``) lives in
 ``experiments/<name>/train.py``, on a task of :mod:`jaxsample.tasks`.
 """
 
-from jaxsample.distill import adasde, amed, bns, catch_up, deis_sn, gits, ld3, progressive
+from jaxsample.distill import adasde, amed, bns, catch_up, deis_sn, dpm_solver_v3, gits, ld3, progressive
 
-__all__ = ["adasde", "amed", "bns", "catch_up", "deis_sn", "gits", "ld3", "progressive"]
+__all__ = ["adasde", "amed", "bns", "catch_up", "deis_sn", "dpm_solver_v3", "gits", "ld3", "progressive"]

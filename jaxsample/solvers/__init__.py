@@ -10,6 +10,7 @@
 - Non-stationary: :class:`NonStationary`, :func:`embed` (any linear solver as NS coefficients) and the
   learned :class:`BespokeNonStationary` (BNS).
 - Learned-noise stochastic: :class:`AdaSDE` and :func:`noise_injected` (AdaSDE's gamma on any solver).
+- DPM-Solver-v3: :func:`dpm_solver_v3` with calibrated empirical model statistics (:class:`EMS`).
 - Score-normalised: :func:`deis_sn`, :func:`dpm_solver_sn`, :func:`score_normalise` with a calibrated
   :class:`ScoreNormStats` (DEIS-SN).
 
@@ -29,6 +30,7 @@ from jaxsample.solvers.dpm_solver import (DPMSolver, DPMSolverPP2MSDE, DPMSolver
 from jaxsample.solvers.ipndm import IPNDM, ipndm
 from jaxsample.solvers.unipc import UniPC, unipc
 from jaxsample.solvers.unic import UniC, unic
+from jaxsample.solvers.dpm_solver_v3 import EMS, DPMSolverV3, dpm_solver_v3
 from jaxsample.solvers.nonstationary import BespokeNonStationary, NonStationary, embed
 from jaxsample.solvers import _registry as registry
 from jaxsample.solvers._io import load_solver, read_header, save_solver
@@ -43,6 +45,7 @@ __all__ = [
     "DDIM", "cfg_pp", "DEIS", "IPNDM", "DPMSolver", "DPMSolverPP2S", "DPMSolverPPMultistep", "UniPC",
     "ddim", "deis", "dpm_solver", "dpm_solver_pp_2m", "dpm_solver_pp_2s", "dpm_solver_pp_3m", "ipndm", "unipc",
     "UniC", "unic",
+    "EMS", "DPMSolverV3", "dpm_solver_v3",
     "NonStationary", "BespokeNonStationary", "embed",
     "registry", "save_solver", "load_solver", "read_header",
     "AdaSDE", "LearnedAdaSDE", "NoiseInjected", "inject_noise", "noise_injected",

@@ -180,6 +180,8 @@ _r("restart", "restart", lambda: _solvers().restart(), stochastic=True,
 # Score-normalised DEIS and DPM-Solver: their statistics are calibrated per model (jaxsample distill deis-sn).
 _r("deis_sn", "score_norm", learned=True, cls="DEISSN", description="score-normalised DEIS (calibrated r(t))")
 _r("dpm_solver_sn", "score_norm", learned=True, cls="DPMSolverSN", description="score-normalised DPM-Solver")
+_r("dpm_solver_v3", "dpm_solver_v3", learned=True, cls="DPMSolverV3", on_flow=False,
+   description="DPM-Solver-v3 with calibrated empirical model statistics (jaxsample.distill.dpm_solver_v3)")
 
 # Learned solvers: loaded from a file or distilled.
 _r("bns", "nonstationary", learned=True, cls="BespokeNonStationary",
