@@ -51,6 +51,7 @@ from _common import environment, write_json  # noqa: E402
 NFES = (3, 4, 5, 6, 8, 10, 16)
 GRIDS = ("quadratic", "logsnr", "edm", "time_uniform")
 UNIC = ("ddim_unic", "dpm_solver_pp_3m_unic", "deis_tab_3_unic", "ipndm_unic")
+V3_SAMPLES, V3_LAMBDAS = 2048, 201  # DPM-Solver-v3's calibration: teacher samples, log-SNR points
 GITS_SOLVERS = ("ipndm", "dpm_solver_pp_3m", "unipc_bh1_3", "deis_tab_3", "ipndm_unic")
 
 
@@ -178,12 +179,14 @@ def dpm_solver_v3(ctx, nfe):
         return None
     if "v3" not in ctx.cache:
         t0 = time.perf_counter()
-        ems = V.calibrate(ctx.model, ctx.shape, progress=False, **_v3_kwargs(ctx))
+        ems = V.calibrate(ctx.model, ctx.shape, num_samples=V3_SAMPLES, num_lambdas=V3_LAMBDAS, progress=False,
+                          **_v3_kwargs(ctx))
         ctx.cache["v3"] = (ems, time.perf_counter() - t0)
     ems, seconds = ctx.cache["v3"]
     best = _best(ctx, {"dpm_solver_v3": make(ems, order=3)}, nfe)
     if best:
-        best.update(params=int(sum(np.size(a) for a in jax.tree_util.tree_leaves(ems))), cost_evals=None,
+        # the reference solves of the samples (~100 calls each) and two passes of JVPs (~3 calls each) per point
+        best.update(params=3 * int(np.size(ems.l)), cost_evals=V3_SAMPLES * (100 + 2 * 3 * V3_LAMBDAS),
                     seconds=seconds)
     return best
 
@@ -283,12 +286,19 @@ def main(argv=None):
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--grids", nargs="+", default=list(GRIDS))
     p.add_argument("--no-train", action="store_true", help=f"skip the methods trained here ({', '.join(TRAINED)})")
+    p.add_argument("--merge", action="store_true", help="keep the rows of other methods already in --out")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     ctx = Context(args.teacher, args.samples)
     ctx.grids = lambda n: [(g, get_grid(g, ctx.model.path, n, **ctx.interval)) for g in args.grids]
     methods = [m for m in args.methods if not (args.no_train and m in TRAINED)]
     rows = []
+    if args.merge and os.path.exists(args.out):
+        import json
+
+        with open(args.out) as f:
+            rows = [{k: (float("nan") if v is None and k in ("psnr_db", "score") else v) for k, v in r.items()}
+                    for r in json.load(f)["rows"] if r["method"] not in methods]
     for nfe in args.nfes:
         for m in methods:
             t1 = time.perf_counter()
@@ -306,6 +316,8 @@ def main(argv=None):
                   f"{row['detail']}", flush=True)
         write_json(args.out, {"benchmark": "league", "config": vars(args), "environment": environment(),
                               "num_samples": int(ctx.noise.shape[0]), "rows": rows, "partial": True})
+    order = list(METHODS)
+    rows.sort(key=lambda r: (order.index(r["method"]), r["nfe"]))
     score_name = "log-likelihood" if ctx.task.mixture is not None else "Frechet distance"
     table = (f"## {args.teacher}: PSNR (dB) against the exact ODE solution, {int(ctx.noise.shape[0])} noises\n\n"
              + markdown(rows, args.nfes, "psnr_db", "{:.2f}")
