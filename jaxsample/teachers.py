@@ -13,6 +13,9 @@ final loss, and evaluation numbers.
 - ``digits_vp``: VP-cosine v-prediction U-Net on the 8x8 digits, unconditional.
 - ``fashion_vp``: VP-cosine v-prediction patch transformer (4x4 patches) on Fashion-MNIST 28x28
   in [-1, 1], unconditional: the demo's teacher.
+- ``fashion_flow``: rectified-flow velocity patch transformer (the same network with a class
+  embedding) on Fashion-MNIST 28x28, class-conditional (label 10 = null class, label dropout 0.1
+  for classifier-free guidance; ``nets.guided(model, scale, null_label=10)``).
 - ``checkerboard_flow``: rectified-flow velocity MLP on the 2-D checkerboard
   (:func:`jaxsample.data.checkerboard`).
 - ``digits_classifier``: the :class:`~jaxsample.nets.DigitsClassifier` whose features define
@@ -57,9 +60,10 @@ __all__ = [
 ]
 
 #: Names of the shipped teachers (generative models and the digits and Fashion-MNIST feature classifiers).
-TEACHERS = ("digits_flow", "digits_vp", "fashion_vp", "checkerboard_flow", "digits_classifier", "fashion_classifier")
+TEACHERS = ("digits_flow", "digits_vp", "fashion_vp", "fashion_flow", "checkerboard_flow", "digits_classifier",
+            "fashion_classifier")
 #: The generative ones (the rest are feature classifiers).
-GENERATIVE = ("digits_flow", "digits_vp", "fashion_vp", "checkerboard_flow")
+GENERATIVE = ("digits_flow", "digits_vp", "fashion_vp", "fashion_flow", "checkerboard_flow")
 _GENERATIVE = GENERATIVE
 _CLASSIFIERS = ("digits_classifier", "fashion_classifier")
 
@@ -73,8 +77,9 @@ def list_teachers() -> list:
 
     Example:
         >>> import jaxsample as js
-        >>> js.list_teachers()
-        ['checkerboard_flow', 'digits_classifier', 'digits_flow', 'digits_vp', 'fashion_classifier', 'fashion_vp']
+        >>> js.list_teachers()  # doctest: +NORMALIZE_WHITESPACE
+        ['checkerboard_flow', 'digits_classifier', 'digits_flow', 'digits_vp', 'fashion_classifier', 'fashion_flow',
+         'fashion_vp']
     """
     return sorted(TEACHERS)
 

@@ -130,7 +130,7 @@ def test_fashion_task_scores_against_the_shipped_statistics():
 
 def test_bad_arguments_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match=r"unknown teacher 'cifar': name must be a shipped teacher "
-                                         r"\(checkerboard_flow, digits_flow, digits_vp, fashion_vp\)"):
+                                         r"\(checkerboard_flow, digits_flow, digits_vp, fashion_flow, fashion_vp\)"):
         tasks.load_task("cifar")
     with pytest.raises(ValueError, match="unknown teacher 'digits_classifier': name must be"):
         tasks.load_task("digits_classifier")

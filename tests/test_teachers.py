@@ -11,12 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxsample import data, features, grids, metrics, paths, sampling, solvers, teachers
+from jaxsample import data, features, grids, metrics, nets, paths, sampling, solvers, teachers
 
 GENERATIVE = {
     "digits_flow": (paths.RectifiedFlow, "velocity", (8, 8, 1)),
     "digits_vp": (paths.VPCosine, "v", (8, 8, 1)),
     "fashion_vp": (paths.VPCosine, "v", (28, 28, 1)),
+    "fashion_flow": (paths.RectifiedFlow, "velocity", (28, 28, 1)),
     "checkerboard_flow": (paths.RectifiedFlow, "velocity", (2,)),
 }
 NUM_SAMPLES = 200
@@ -25,8 +26,8 @@ NUM_STEPS = 16
 
 def test_list_teachers_and_cards():
     names = teachers.list_teachers()
-    assert names == sorted(["digits_flow", "digits_vp", "fashion_vp", "checkerboard_flow", "digits_classifier",
-                           "fashion_classifier"])
+    assert names == sorted(["digits_flow", "digits_vp", "fashion_vp", "fashion_flow", "checkerboard_flow",
+                            "digits_classifier", "fashion_classifier"])
     for name in names:
         card = teachers.teacher_card(name)
         for key in ("name", "module", "net", "weights_file", "command", "config", "train_wall_time_s",
@@ -60,7 +61,7 @@ def test_teacher_loads_with_its_path_and_prediction(name):
     card = teachers.teacher_card(name)
     assert card["prediction"] == prediction and card["path"] == path_cls.__name__
     noise = jax.random.normal(jax.random.key(0), (3, *shape))
-    cond = {"label": jnp.array([0, 5, 10])} if name == "digits_flow" else {}
+    cond = {"label": jnp.array([0, 5, 10])} if name in ("digits_flow", "fashion_flow") else {}
     out = jax.jit(lambda x: model(x, 0.5, **cond))(noise)
     assert out.shape == noise.shape
     assert bool(jnp.all(jnp.isfinite(out)))
@@ -149,3 +150,19 @@ def test_fashion_teacher_sample_quality():
     fd, noise_fd = features.fashion_frechet_distance(x), features.fashion_frechet_distance(np.asarray(noise))
     assert fd < 0.15 * noise_fd, (fd, noise_fd)
     assert fd < 90.0, fd
+
+
+def test_fashion_flow_teacher_sample_quality_and_guidance():
+    """fashion_flow: 200 samples (labels 0..9 in turn), Heun on 16 uniform steps. Frechet distance to the
+    held-out statistics: measured 30.4 (the card's exact-ODE 500 samples: 32.1; noise: 692); with
+    classifier-free guidance at scale 2: 12.2."""
+    model = teachers.load_teacher("fashion_flow")
+    noise = sampling.initial_noise(jax.random.key(3), (NUM_SAMPLES, 28, 28, 1))
+    cond = {"label": jnp.arange(NUM_SAMPLES) % 10}
+    ts = grids.uniform(model.path, NUM_STEPS)
+    fd = features.fashion_frechet_distance(np.asarray(sampling.sample(model, solvers.heun(), ts, noise, cond=cond)))
+    assert fd < 50.0, fd
+    guided = nets.guided(model, 2.0, null_label=10)
+    fd_guided = features.fashion_frechet_distance(np.asarray(sampling.sample(guided, solvers.heun(), ts, noise,
+                                                                             cond=cond)))
+    assert fd_guided < 0.7 * fd, (fd, fd_guided)
