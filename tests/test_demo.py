@@ -51,3 +51,17 @@ def test_shipped_fashion_ground_truth_is_the_teachers_ode_solution():
     # a 128-step third-order solve agrees with the shipped Dopri8 solve (rtol 1e-5) far beyond the demo's
     # few-step samplers (< 35 dB); observed 54.5 dB (the BNS study's 128-step quadratic grid: 58.8 dB on all 256)
     assert float(js.psnr(x, ref["target"][:4])) > 45.0
+
+
+def test_shipped_fashion_flow_ground_truth_is_the_teachers_ode_solution():
+    """fashion_flow's shipped ground truth (labels uniform, guidance 1): a 128-step UniPC-3 solve of 4 of
+    its noises agrees with the shipped Dopri8 solve (rtol 1e-5); the BNS study's fixed grid measured
+    57.9 dB on all 256 when it was made."""
+    ref = demo.reference("fashion_flow")
+    assert ref["noise"].shape == ref["target"].shape == (256, 28, 28, 1) and ref["label"].shape == (256,)
+    np.testing.assert_array_equal(ref["noise"], np.asarray(js.initial_noise(jax.random.key(2), (256, 28, 28, 1))))
+    assert float(ref["rtol"]) == 1e-5 and str(ref["method"]).startswith("adaptive Dopri8")
+    model = js.load_teacher("fashion_flow")
+    ts = js.power(model.path, 128, t_start=float(ref["t_start"]), t_end=float(ref["t_end"]))  # quadratic
+    x = js.sample(model, js.unipc(3), ts, ref["noise"][:4], cond={"label": ref["label"][:4]})
+    assert float(js.psnr(x, ref["target"][:4])) > 45.0
