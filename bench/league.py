@@ -5,7 +5,8 @@ with shipped ground truth: ``digits_vp``, ``fashion_vp``) and each NFE, every me
 the same noises are scored by PSNR against the exact ODE solution (the mixture: Dopri8 rtol 1e-6 on
 ``--samples`` noises; a teacher: its shipped reference, ``jaxsample/assets/demo/NAME_reference.npz``)
 and by a distribution score (the mixture: exact mean log-likelihood; a teacher: Frechet distance in
-the shipped classifier's features, on the same samples). Methods:
+the shipped classifier's features, on the same samples). A class-conditional teacher (``fashion_flow``)
+is sampled with the labels its ground truth was solved with. Methods:
 
 - ``classical``: every deterministic baseline solver of the registry on each of ``--grids``, best by PSNR;
 - ``unic``: UniPC's corrector plugged into DDIM / DPM-Solver++(3M) / DEIS-3 / iPNDM, best solver and grid;
@@ -68,12 +69,15 @@ class Context:
             n = min(samples, ref["noise"].shape[0])
             self.noise, self.target = jnp.asarray(ref["noise"][:n]), np.asarray(ref["target"][:n])
             self.interval = {"t_start": float(ref["t_start"]), "t_end": float(ref["t_end"])}
+            if "label" in ref:  # a class-conditional teacher: the labels its ground truth was solved with
+                self.cond = {"label": jnp.asarray(ref["label"][:n])}
         else:
             self.interval = self.task.interval
             self.noise = js.initial_noise(jax.random.key(2024), (samples, *self.task.sample_shape))
             self.target = np.asarray(js.reference_sample(self.model, self.noise, rtol=1e-6, atol=1e-6,
                                                          **self.interval))
         self.shape = tuple(self.task.sample_shape)
+        self.cond = getattr(self, "cond", {})
         self.cache = {}
 
     def score(self, x):
@@ -86,7 +90,7 @@ class Context:
 
     def run(self, solver, ts, model=None, key=None):
         key = jax.random.key(0) if solver.is_stochastic else None
-        return js.sample(model or self.model, solver, ts, self.noise, key=key, check_finite=False)
+        return js.sample(model or self.model, solver, ts, self.noise, key=key, cond=self.cond, check_finite=False)
 
 
 def _best(ctx, candidates, nfe):
@@ -119,7 +123,9 @@ def gits(ctx, nfe):
 
     if "gits" not in ctx.cache:
         t0 = time.perf_counter()
-        ts, cost = G.cost_matrix(ctx.model, ctx.shape, teacher_steps=60, num_trajectories=256, **ctx.interval)
+        cond = {k: jnp.resize(v, (256,)) for k, v in ctx.cond.items()} or None
+        ts, cost = G.cost_matrix(ctx.model, ctx.shape, teacher_steps=60, num_trajectories=256, cond=cond,
+                                 **ctx.interval)
         ctx.cache["gits"] = (ts, cost, time.perf_counter() - t0)
     ts_t, cost, seconds = ctx.cache["gits"]
     best = None
