@@ -45,6 +45,7 @@ import numpy as np  # noqa: E402
 
 import jaxsample as js  # noqa: E402
 from jaxsample import compare, tasks  # noqa: E402
+from jaxsample.distill._fit_solver import trainable_leaves  # noqa: E402
 from jaxsample.grids import get_grid  # noqa: E402
 from jaxsample.solvers import registry  # noqa: E402
 from _common import environment, write_json  # noqa: E402
@@ -88,9 +89,9 @@ class Context:
         other = self.task.log_likelihood(x) if self.task.mixture is not None else self.task.frechet_distance(x)
         return psnr, float(other)
 
-    def run(self, solver, ts, model=None, key=None):
+    def run(self, solver, ts):
         key = jax.random.key(0) if solver.is_stochastic else None
-        return js.sample(model or self.model, solver, ts, self.noise, key=key, cond=self.cond, check_finite=False)
+        return js.sample(self.model, solver, ts, self.noise, key=key, cond=self.cond, check_finite=False)
 
 
 def _best(ctx, candidates, nfe):
@@ -186,7 +187,7 @@ def dpm_solver_v3(ctx, nfe):
     if "v3" not in ctx.cache:
         t0 = time.perf_counter()
         ems = V.calibrate(ctx.model, ctx.shape, num_samples=V3_SAMPLES, num_lambdas=V3_LAMBDAS, progress=False,
-                          **_v3_kwargs(ctx))
+                          **ctx.interval)
         ctx.cache["v3"] = (ems, time.perf_counter() - t0)
     ems, seconds = ctx.cache["v3"]
     best = _best(ctx, {"dpm_solver_v3": make(ems, order=3)}, nfe)
@@ -197,15 +198,6 @@ def dpm_solver_v3(ctx, nfe):
     return best
 
 
-def _v3_kwargs(ctx):
-    import inspect
-
-    from jaxsample.distill import dpm_solver_v3 as V
-
-    params = inspect.signature(V.calibrate).parameters
-    return {k: v for k, v in ctx.interval.items() if k in params}
-
-
 def bns(ctx, nfe):
     from jaxsample.distill import bns as B
 
@@ -213,17 +205,12 @@ def bns(ctx, nfe):
     if nfe not in shipped:
         return None
     solver = shipped[nfe]
-    ts = jnp.asarray(solver.times) if hasattr(solver, "times") else None
-    psnr, other = ctx.score(ctx.run(solver, ts))
+    psnr, other = ctx.score(ctx.run(solver, jnp.asarray(solver.times)))
+    # the float leaves of the file (the trained raw values; more than solver.num_parameters, which
+    # counts the n (n + 5) / 2 free ones)
+    leaves = trainable_leaves(solver)[0]
     return {"detail": "bns (shipped)", "psnr_db": psnr, "score": other,
-            "params": int(sum(np.size(a) for a in jax.tree_util.tree_leaves(eqx_params(solver)))),
-            "cost_evals": None, "seconds": None}
-
-
-def eqx_params(solver):
-    import equinox as eqx
-
-    return eqx.filter(solver, eqx.is_inexact_array)
+            "params": int(sum(np.size(a) for a in leaves.values())), "cost_evals": None, "seconds": None}
 
 
 def amed(ctx, nfe):

@@ -28,14 +28,16 @@ def _check_num_steps(num_steps) -> int:
     return int(num_steps)
 
 
-def _ends(path: AbstractPath, t_start, t_end):
+def _ends(path: AbstractPath, t_start, t_end, names=("t_start", "t_end")):
+    """The grid's ends (None: the path's own), checked against the path; errors use ``names``."""
+    hi, lo = names
     t_start = path.t_max if t_start is None else float(t_start)
     t_end = path.t_min if t_end is None else float(t_end)
-    path.check_times("t_start", [t_start])
-    path.check_times("t_end", [t_end])
+    path.check_times(hi, [t_start])
+    path.check_times(lo, [t_end])
     if not t_start > t_end:
-        raise ValueError(f"t_start must be greater than t_end (sampling runs from noise to data), "
-                         f"got t_start={t_start}, t_end={t_end}")
+        raise ValueError(f"{hi} must be greater than {lo} (sampling runs from noise to data), "
+                         f"got {hi}={t_start}, {lo}={t_end}")
     return t_start, t_end
 
 

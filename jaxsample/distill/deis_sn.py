@@ -43,14 +43,9 @@ from jaxsample.models import Model
 from jaxsample.solvers._base import AbstractSolver
 from jaxsample.solvers.score_norm import DEISSN, ScoreNormStats
 from jaxsample.solvers.deis import DEIS, deis
+from jaxsample.distill._checks import check_int as _check_int, check_model_and_shape
 
 __all__ = ["ScoreNormStats", "calibrate"]
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _keeps_eps(solver) -> bool:
@@ -110,14 +105,7 @@ def calibrate(model: Model, sample_shape, *, num_samples: int = 256, batch_size:
     from jaxsample import train
     from jaxsample.grids import check_grid
 
-    if not isinstance(model, Model):
-        raise ValueError(f"model must be a jaxsample.Model, got {type(model).__name__}")
-    try:
-        sample_shape = tuple(int(d) for d in sample_shape)
-    except TypeError:
-        raise ValueError(f"sample_shape must be a tuple of positive integers, got {sample_shape!r}") from None
-    if not sample_shape or any(d < 1 for d in sample_shape):
-        raise ValueError(f"sample_shape must be a tuple of positive integers, got {sample_shape!r}")
+    sample_shape = check_model_and_shape(model, sample_shape)
     num_samples = _check_int("num_samples", num_samples, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
     seed = _check_int("seed", seed, 0)

@@ -70,16 +70,11 @@ import numpy as np
 from jaxsample.grids import logsnr_uniform
 from jaxsample.models import Model
 from jaxsample.solvers.dpm_solver_v3 import EMS
+from jaxsample.distill._checks import check_int as _check_int, check_model_and_shape
 
 __all__ = ["EMS", "calibrate"]
 
 _GRANULARITIES = ("element", "channel", "scalar")
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _draw(key, shape, num_probes, dtype):
@@ -230,14 +225,7 @@ def calibrate(model: Model, sample_shape, *, data=None, num_samples: Optional[in
     """
     from tqdm.auto import tqdm
 
-    if not isinstance(model, Model):
-        raise ValueError(f"model must be a jaxsample.Model, got {type(model).__name__}")
-    try:
-        sample_shape = tuple(int(d) for d in sample_shape)
-    except TypeError:
-        raise ValueError(f"sample_shape must be a tuple of positive integers, got {sample_shape!r}") from None
-    if not sample_shape or any(d < 1 for d in sample_shape):
-        raise ValueError(f"sample_shape must be a tuple of positive integers, got {sample_shape!r}")
+    sample_shape = check_model_and_shape(model, sample_shape)
     if data is not None:
         data = np.asarray(data)
         if data.ndim != len(sample_shape) + 1 or tuple(data.shape[1:]) != sample_shape or data.shape[0] < 1:

@@ -45,16 +45,11 @@ from jaxsample import grids
 from jaxsample.models import Model, expand_to
 from jaxsample.sampling import initial_noise, sample
 from jaxsample.solvers.ipndm import ipndm
+from jaxsample.distill._checks import check_int as _check_int
 
 __all__ = ["cost_matrix", "dynamic_programming", "brute_force", "grid"]
 
 METRICS = ("dev", "l2", "l1")
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _deviation(points, start, end):

@@ -56,6 +56,8 @@ import numpy as np
 from jaxsample.models import PREDICTIONS, Model
 from jaxsample.paths import AbstractPath
 from jaxsample.solvers._base import AbstractSolver
+from jaxsample.distill._checks import check_int as _check_int
+from jaxsample.grids import _ends as grids_ends
 
 __all__ = ["LearnedGrid", "ld3_grid", "grid_model", "make_pairs", "distill", "l2_loss", "l1_loss", "feature_loss",
            "TEACHER"]
@@ -73,16 +75,9 @@ _FORMAT = "jaxsample.ld3/1"
 def _ends(path: AbstractPath, t_max, t_min):
     if not isinstance(path, AbstractPath):
         raise ValueError(f"path must be a jaxsample AbstractPath, got {type(path).__name__}")
-    t_max = path.t_max if t_max is None else float(t_max)
-    t_min = path.t_min if t_min is None else float(t_min)
-    if not (math.isfinite(t_max) and math.isfinite(t_min)):
+    if not all(v is None or math.isfinite(float(v)) for v in (t_max, t_min)):
         raise ValueError(f"t_max and t_min must be finite, got t_max={t_max}, t_min={t_min}")
-    path.check_times("t_max", [t_max])
-    path.check_times("t_min", [t_min])
-    if not t_max > t_min:
-        raise ValueError(f"t_max must be greater than t_min (sampling runs from noise to data), "
-                         f"got t_max={t_max}, t_min={t_min}")
-    return t_max, t_min
+    return grids_ends(path, t_max, t_min, names=("t_max", "t_min"))
 
 
 def ld3_grid(path: AbstractPath, xi1, xi2=None, *, lam_mode: bool = True, t_max=None, t_min=None,
@@ -466,12 +461,6 @@ def make_pairs(model: Model, num: int, sample_shape, *, seed: int, t_start=None,
 
 
 # --------------------------------------------------------------------------- training
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_float(name, value, minimum=0.0, strict=True, allow_none=False):
