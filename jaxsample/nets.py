@@ -34,6 +34,7 @@ import equinox as eqx
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxsample.models import Model, check_prediction, expand_to
 from jaxsample.paths import AbstractPath
@@ -369,6 +370,60 @@ def nnx_apply(module):
         raise ValueError(f"module must be a Flax NNX module, got {type(module).__name__}")
     graphdef, state = nnx.split(module)
     return _NNXApply(graphdef), state
+
+
+def to_nnx(module, params, *example_args, **example_kwargs):
+    """A linen network and its trained parameters as a Flax NNX module (``flax.nnx.bridge.ToNNX``),
+    called as ``net(x, t, **cond)`` and usable anywhere an NNX module is: in your own NNX code, in
+    :func:`network_model`, in :func:`nnx_apply` for the training loops. The NNX module computes
+    exactly what ``module.apply({'params': params}, ...)`` does (the same parameters, the same
+    graph).
+
+    Args:
+        module: a Flax linen module (e.g. :class:`MLP`, :class:`UNet`, :class:`PatchTransformer`).
+        params: its ``'params'`` collection (or a variables dict holding ``'params'``).
+        *example_args, **example_kwargs: an example call (e.g. ``x[:1], t[:1]``), used once to
+            create the module's variables, which then take ``params``' values.
+
+    The module carries no random-number streams (the library's networks are deterministic), so it
+    can be traced by ``jax.jit`` as well as ``nnx.jit``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> import jaxsample as js
+        >>> net = js.nets.MLP(features=(16, 16))
+        >>> x, t = jnp.ones((2, 3)), jnp.full((2,), 0.5)
+        >>> params = net.init(jax.random.key(0), x, t)["params"]
+        >>> nnx_net = js.nets.to_nnx(net, params, x, t)
+        >>> bool(jnp.array_equal(nnx_net(x, t), net.apply({"params": params}, x, t)))
+        True
+    """
+    import flax
+    from flax import nnx
+    from flax.nnx import bridge
+
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"module must be a Flax linen module, got {type(module).__name__}")
+    params = flax.core.unfreeze(params)
+    if not isinstance(params, dict):
+        raise ValueError(f"params must be a dict of parameters (linen's 'params' collection), got "
+                         f"{type(params).__name__}")
+    params = params.get("params", params)
+    net = bridge.ToNNX(module, rngs=nnx.Rngs(0))
+    bridge.lazy_init(net, *example_args, **example_kwargs)
+    net.to_nnx__rngs = None  # deterministic networks: no random streams to advance inside a trace
+    given = flax.traverse_util.flatten_dict(params)
+    created = dict(nnx.to_flat_state(nnx.state(net, nnx.Param)))
+    if set(given) != set(created):
+        raise ValueError(f"params do not match the parameters {type(module).__name__} creates for the example call: "
+                         f"missing {sorted(set(created) - set(given))[:3]}, unexpected "
+                         f"{sorted(set(given) - set(created))[:3]}")
+    for key, var in created.items():
+        if np.shape(given[key]) != var.value.shape:
+            raise ValueError(f"params entry {'/'.join(key)} has shape {np.shape(given[key])}, "
+                             f"{type(module).__name__} expects {var.value.shape}")
+        var.value = jnp.asarray(given[key], var.value.dtype)
+    return net
 
 
 def network_model(module, params=None, path: AbstractPath = None, prediction: str = None) -> Model:

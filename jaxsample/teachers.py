@@ -152,9 +152,13 @@ def load_params(name: str):
     return _params(name)
 
 
-def load_teacher(name: str) -> Model:
+def load_teacher(name: str, nnx: bool = False) -> Model:
     """Teacher ``name`` as a :class:`~jaxsample.models.Model` (built with
     :func:`jaxsample.nets.network_model` on the path and prediction it was trained with).
+
+    With ``nnx=True`` the network inside is the Flax NNX version of the same linen network and
+    weights (:func:`jaxsample.nets.to_nnx`): the same samples, and ``load_network(name, nnx=True)``
+    gives the module itself for your NNX code.
 
     The class-conditional ``digits_flow`` takes ``label=`` (int, shape (batch,), 10 = null
     class) as its condition.
@@ -177,12 +181,39 @@ def load_teacher(name: str) -> Model:
     if name not in _GENERATIVE:
         raise ValueError(f"{name!r} is not a generative teacher (use load_digits_classifier()); "
                          f"generative teachers are: {', '.join(sorted(_GENERATIVE))}")
-    return _model_from_card(teacher_card(name), load_params(name))
+    return _model_from_card(teacher_card(name), load_params(name), nnx=nnx)
 
 
-def _model_from_card(card: dict, params) -> Model:
+def load_network(name: str, nnx: bool = False):
+    """The network of generative teacher ``name``: ``(linen_module, params)``, or with ``nnx=True``
+    one Flax NNX module holding the trained weights (:func:`jaxsample.nets.to_nnx`), called as
+    ``net(x, t)`` (``label=`` for the class-conditional teachers).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxsample as js
+        >>> net = js.teachers.load_network("checkerboard_flow", nnx=True)
+        >>> net(jnp.zeros((3, 2)), jnp.full((3,), 0.5)).shape
+        (3, 2)
+    """
+    _check_name(name, _GENERATIVE)
+    card = teacher_card(name)
+    return _network_from_card(card, load_params(name), nnx)
+
+
+def _network_from_card(card: dict, params, nnx: bool):
     module = build_module(card["module"], card["net"])
-    return nets.network_model(module, params, build_path(card["path"]), card["prediction"])
+    if not nnx:
+        return module, params
+    x = jnp.zeros((1, *sample_shape(card)), jnp.float32)
+    return nets.to_nnx(module, params, x, jnp.full((1,), 0.5, jnp.float32))
+
+
+def _model_from_card(card: dict, params, nnx: bool = False) -> Model:
+    path = build_path(card["path"])
+    if nnx:
+        return nets.network_model(_network_from_card(card, params, True), path=path, prediction=card["prediction"])
+    return nets.network_model(build_module(card["module"], card["net"]), params, path, card["prediction"])
 
 
 def load_teacher_from_card(card_path) -> Model:

@@ -31,8 +31,19 @@ class NNXNet(nnx.Module):
         return self.out(jnp.tanh(self.hidden(h)))
 
 
+class Nested(nnx.Module):
+    """Its only layer sits in a list, not as its own attribute."""
+
+    def __init__(self, rngs):
+        self.layers = nnx.List([nnx.Linear(4, 3, rngs=rngs)])
+
+    def __call__(self, x, t):
+        return self.layers[0](jnp.concatenate([x, jnp.broadcast_to(t, x.shape[:1])[:, None]], -1))
+
+
 @pytest.fixture(scope="module")
-def models():
+def networks():
+    """The same network in linen (module, params) and in NNX."""
     linen = LinenNet()
     params = linen.init(jax.random.key(0), jnp.zeros((1, 3)), jnp.zeros((1,)))["params"]
     net = NNXNet(nnx.Rngs(1))
@@ -40,6 +51,12 @@ def models():
         (name,) = [k for k, v in params.items() if v["kernel"].shape == layer.kernel.value.shape]
         layer.kernel.value = params[name]["kernel"]
         layer.bias.value = params[name]["bias"]
+    return linen, params, net
+
+
+@pytest.fixture(scope="module")
+def models(networks):
+    linen, params, net = networks
     path = js.RectifiedFlow()
     return (nets.network_model(linen, params, path, "velocity"),
             nets.network_model(net, path=path, prediction="velocity"))
@@ -115,3 +132,66 @@ def test_bns_distillation_on_an_nnx_teacher_matches_linen(models):
     for n in (1, 8):
         got, _ = bns.distill(nnx_model, train, val, init, mesh=None if n == 1 else js.make_mesh(n), **kw)
         chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_catch_up_distillation_of_an_nnx_network_matches_linen(networks):
+    """Catch-up distillation (RK23: two heads) fine-tuning the NNX network and the same linen network,
+    then its one-step stage: the same losses and the same samples, on 1 and 8 devices."""
+    from jaxsample.distill import catch_up
+
+    linen, params, net = networks
+    gmm = js.GaussianMixture.random(jax.random.key(3), dim=3, num_components=2)
+
+    def batch_fn(step):
+        return {"x": gmm.sample(jax.random.fold_in(jax.random.key(4), step), 16)}
+
+    x1 = jnp.zeros((1, 3))
+    kw = dict(num_steps=3, method="rk23", example_x=x1, learning_rate=1e-2, progress=False)
+    noise = js.initial_noise(jax.random.key(5), (8, 3))
+    ts = js.uniform(js.RectifiedFlow(), 4)
+    want_state, want_hist = catch_up.train_catch_up(linen, batch_fn, base_params=params, **kw)
+    want = js.sample(catch_up.catch_up_model(linen, want_state.params, method="rk23"), js.euler(), ts, noise)
+    pairs = catch_up.trajectory_pairs(catch_up.catch_up_model(linen, want_state.params, method="rk23"), noise,
+                                      num_steps=4)
+    one = dict(num_steps=2, batch_size=8, method="rk23", learning_rate=1e-2, progress=False)
+    want_one, _ = catch_up.train_one_step(linen, want_state.params, pairs, **one)
+    want_one = js.sample(catch_up.catch_up_model(linen, want_one.params, method="rk23"), js.euler(), ts[::4], noise)
+    assert float(jnp.max(jnp.abs(want_one - pairs["noise"]))) > 1e-2  # the stage moved something
+    for n in (1, 8):
+        mesh = None if n == 1 else js.make_mesh(n)
+        state, hist = catch_up.train_catch_up(net, batch_fn, mesh=mesh, **kw)
+        np.testing.assert_allclose([h["loss"] for h in hist], [h["loss"] for h in want_hist], rtol=1e-5)
+        model = catch_up.catch_up_model(net, state.params, method="rk23", example_x=x1)
+        np.testing.assert_allclose(js.sample(model, js.euler(), ts, noise), want, rtol=1e-5, atol=1e-5)
+        got_one, _ = catch_up.train_one_step(net, state.params, pairs, mesh=mesh, **one)
+        got_one = js.sample(catch_up.catch_up_model(net, got_one.params, method="rk23", example_x=x1), js.euler(),
+                            ts[::4], noise)
+        np.testing.assert_allclose(got_one, want_one, rtol=1e-5, atol=1e-5)
+
+
+def test_nnx_catch_up_net_names_what_it_expected(networks):
+    from jaxsample.distill import catch_up
+
+    _, params, net = networks
+    with pytest.raises(ValueError, match="example_x is required for num_heads > 1"):
+        catch_up.NNXCatchUpNet(net, 2)
+    with pytest.raises(ValueError, match="base_params must be None for an NNX base"):
+        catch_up.train_catch_up(net, lambda s: {}, num_steps=1, example_x=jnp.zeros((1, 3)), base_params=params)
+    with pytest.raises(ValueError, match="calls no nnx.Linear / nnx.Conv held as its own attribute"):
+        catch_up.NNXCatchUpNet(Nested(nnx.Rngs(0)), 2, example_x=jnp.zeros((1, 3)))
+
+
+def test_shipped_teachers_as_nnx_modules_give_the_same_samples():
+    """``load_teacher(name, nnx=True)``: the linen network and weights bridged to NNX; bit-identical samples
+    (a class-conditional U-Net teacher, with labels)."""
+    linen_model = js.load_teacher("digits_flow")
+    nnx_model = js.load_teacher("digits_flow", nnx=True)
+    noise = js.initial_noise(jax.random.key(0), (4, 8, 8, 1))
+    labels = jnp.arange(4)
+    ts = js.uniform(linen_model.path, 4)
+    want = js.sample(linen_model, js.heun(), ts, noise, cond={"label": labels})
+    np.testing.assert_array_equal(js.sample(nnx_model, js.heun(), ts, noise, cond={"label": labels}), want)
+    net = js.teachers.load_network("digits_flow", nnx=True)
+    assert isinstance(net, nnx.Module)
+    with pytest.raises(ValueError, match="params do not match"):
+        nets.to_nnx(nets.MLP(features=(4,)), {"Dense_0": {}}, jnp.zeros((1, 2)), jnp.zeros((1,)))

@@ -63,13 +63,14 @@ from __future__ import annotations
 from typing import Callable, Optional, Sequence
 
 import flax.linen as nn
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxsample import objectives, train
 from jaxsample.models import Model, expand_to
-from jaxsample.nets import network_model
+from jaxsample.nets import network_model, nnx_apply
 from jaxsample.paths import RectifiedFlow
 
 __all__ = [
@@ -78,6 +79,7 @@ __all__ = [
     "LOSS_WEIGHTINGS",
     "method_order",
     "CatchUpNet",
+    "NNXCatchUpNet",
     "final_layer_name",
     "init_catch_up_params",
     "sample_deltas",
@@ -169,14 +171,116 @@ class CatchUpNet(nn.Module):
         return jnp.stack(outs) if all_heads else out
 
 
-def final_layer_name(base: nn.Module, x, t=0.5, **cond) -> str:
-    """Name (in ``base``'s parameters) of the last Dense/Conv ``base`` calls directly."""
+class _Tap:
+    """Stands in for an NNX layer during one call: records the layer's input, then calls it."""
+
+    def __init__(self, layer, record: dict, name: str):
+        self.layer, self.record, self.name = layer, record, name
+
+    def __call__(self, h, *args, **kwargs):
+        self.record["features"], self.record["name"] = h, self.name
+        return self.layer(h, *args, **kwargs)
+
+
+def _tapped_call(base, names, record, *args, **kwargs):
+    """``base(*args, **kwargs)`` with its direct sub-layers ``names`` tapped (restored afterwards)."""
+    layers = {name: getattr(base, name) for name in names}
+    try:
+        for name, layer in layers.items():
+            setattr(base, name, _Tap(layer, record, name))
+        return base(*args, **kwargs)
+    finally:
+        for name, layer in layers.items():
+            setattr(base, name, layer)
+
+
+def _is_nnx(module) -> bool:
+    return isinstance(module, nnx.Module)
+
+
+def final_layer_name(base, x, t=0.5, **cond) -> str:
+    """Name of the last Dense/Conv ``base`` calls directly: in linen ``base``'s parameters, in NNX
+    the attribute of ``base`` holding that ``nnx.Linear`` / ``nnx.Conv``. ``x`` is an example input
+    (its values are not used)."""
+    if _is_nnx(base):
+        names = [k for k, v in vars(base).items() if isinstance(v, (nnx.Linear, nnx.Conv))]
+        record = {}
+        x = jnp.asarray(x)[:1]  # one real call at batch 1 (NNX modules cannot be mutated inside a trace)
+        _tapped_call(base, names, record, x, jnp.full((1,), t, x.dtype), **{k: jnp.asarray(v)[:1] for k, v in cond.items()})
+        if "name" not in record:
+            raise ValueError(f"base {type(base).__name__} calls no nnx.Linear / nnx.Conv held as its own attribute; "
+                             "extra heads need its final layer")
+        return record["name"]
     record = {}
     with nn.intercept_methods(_final_layer_interceptor(record, ())):
         jax.eval_shape(lambda: base.init(jax.random.key(0), x, t, **cond))
     if "module" not in record:
         raise ValueError(f"base {type(base).__name__} calls no nn.Dense / nn.Conv directly")
     return record["module"].name
+
+
+class NNXCatchUpNet(nnx.Module):
+    """The Flax NNX form of :class:`CatchUpNet`: an NNX velocity network ``base`` (called as
+    ``base(x, t, **cond)``) with ``num_heads - 1`` extra copies of its final layer (the last
+    ``nnx.Linear`` / ``nnx.Conv`` attribute of ``base`` that ``base`` calls, found from one
+    example call, :func:`final_layer_name`) applied to the same features. Every extra head
+    starts as a copy of that layer, so all heads start at ``base``'s velocity (fine-tuning a
+    trained network, as :func:`init_catch_up_params` does with ``base_params``).
+
+    Called as ``net(x, t, label=None, all_heads=False)``, with the outputs of
+    :class:`CatchUpNet`. ``base`` is held, not copied: train the split state
+    (:func:`jaxsample.nets.nnx_apply`), as :func:`train_catch_up` does.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from jaxsample.distill import catch_up
+        >>> class Net(nnx.Module):
+        ...     def __init__(self, rngs):
+        ...         self.hidden, self.out = nnx.Linear(3, 8, rngs=rngs), nnx.Linear(8, 2, rngs=rngs)
+        ...     def __call__(self, x, t):
+        ...         h = jnp.concatenate([x, jnp.broadcast_to(t, x.shape[:1])[:, None]], -1)
+        ...         return self.out(jnp.tanh(self.hidden(h)))
+        >>> net = catch_up.NNXCatchUpNet(Net(nnx.Rngs(0)), 3, example_x=jnp.zeros((1, 2)))
+        >>> net.final_layer, net(jnp.zeros((4, 2)), jnp.full((4,), 0.5), all_heads=True).shape
+        ('out', (3, 4, 2))
+    """
+
+    def __init__(self, base, num_heads: int = 1, *, example_x=None, example_cond: Optional[dict] = None):
+        if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
+            raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}")
+        if not isinstance(base, nnx.Module):
+            raise ValueError(f"base must be a Flax NNX module, got {type(base).__name__}")
+        self.base, self.num_heads, self.final_layer = base, num_heads, None
+        if num_heads > 1:
+            if example_x is None:
+                raise ValueError("example_x is required for num_heads > 1 (one example call finds base's final "
+                                 "layer)")
+            self.final_layer = final_layer_name(base, example_x, **dict(example_cond or {}))
+            self.heads = nnx.List([nnx.clone(getattr(base, self.final_layer)) for _ in range(num_heads - 1)])
+
+    def __call__(self, x, t, label=None, all_heads: bool = False):
+        cond = {} if label is None else {"label": label}
+        if self.num_heads == 1 or not all_heads:
+            out = self.base(x, t, **cond)
+            return out[None] if all_heads else out
+        record = {}
+        out = _tapped_call(self.base, [self.final_layer], record, x, t, **cond)
+        return jnp.stack([out] + [head(record["features"]).astype(out.dtype) for head in self.heads])
+
+
+def _network(base, num_heads: int, example_x, example_cond=None, *, key=None, base_params=None):
+    """``(apply_fn, params)`` of the catch-up network on ``base``, linen (:class:`CatchUpNet`) or NNX
+    (:class:`NNXCatchUpNet`, its split state as ``params``)."""
+    if _is_nnx(base):
+        if base_params is not None:
+            raise ValueError("base_params must be None for an NNX base (it holds its own, trained, parameters)")
+        return nnx_apply(NNXCatchUpNet(base, num_heads, example_x=example_x, example_cond=example_cond))
+    if not isinstance(base, nn.Module):
+        raise ValueError(f"base must be a Flax linen or NNX module, got {type(base).__name__}")
+    params = init_catch_up_params(base, num_heads, example_x, key=key, base_params=base_params,
+                                  example_cond=example_cond)
+    return CatchUpNet(base, num_heads).apply, params
 
 
 def init_catch_up_params(base: nn.Module, num_heads: int, example_x, *, key=None, base_params=None,
@@ -398,7 +502,7 @@ def with_progress(batch_fn: Callable[[int], dict], num_steps: int) -> Callable[[
 # Training
 
 
-def train_catch_up(base: nn.Module, batch_fn: Callable[[int], dict], *, num_steps: int, example_x,
+def train_catch_up(base, batch_fn: Callable[[int], dict], *, num_steps: int, example_x,
                    method: str = "rk12", delta_schedule: str = "uniform", num_segments: int = 16,
                    weighting: str = "fixed", weights: Sequence[float] = (2.0, 2.0), eps: float = 1e-5,
                    base_params=None, example_cond: Optional[dict] = None, label_dropout: float = 0.0,
@@ -410,6 +514,10 @@ def train_catch_up(base: nn.Module, batch_fn: Callable[[int], dict], *, num_step
 
     Args:
         base: the trunk network; the trained network is ``CatchUpNet(base, method_order(method))``.
+            A Flax NNX module works too: the trained network is then
+            ``NNXCatchUpNet(base, method_order(method))`` (extra heads start as copies of base's
+            final layer, base starts from its own weights), trained through its split state
+            (:func:`jaxsample.nets.nnx_apply`); ``state.params`` is that state.
         batch_fn: ``batch_fn(step) -> {'x': data, ['label': ...]}``, deterministic in ``step``.
         num_steps: total training steps.
         example_x: an input with a leading batch axis for initialisation.
@@ -432,31 +540,38 @@ def train_catch_up(base: nn.Module, batch_fn: Callable[[int], dict], *, num_step
     _check_choice("method", method, METHODS)
     _check_positive_int("num_steps", num_steps)
     order = _ORDERS[method]
-    net = CatchUpNet(base, order)
     _check_choice("weighting", weighting, LOSS_WEIGHTINGS)
+    root = jax.random.key(seed)
+    apply_fn, params = _network(base, order, example_x, example_cond, key=jax.random.fold_in(root, 1),
+                                base_params=base_params)
     if method == "flow_matching":
-        loss_fn = objectives.flow_matching_loss(net.apply, label_dropout=label_dropout, null_label=null_label)
+        loss_fn = objectives.flow_matching_loss(apply_fn, label_dropout=label_dropout, null_label=null_label)
     else:
-        loss_fn = catch_up_loss(net.apply, method=method, delta_schedule=delta_schedule, num_segments=num_segments,
+        loss_fn = catch_up_loss(apply_fn, method=method, delta_schedule=delta_schedule, num_segments=num_segments,
                                 weighting=weighting, weights=weights, eps=eps, label_dropout=label_dropout,
                                 null_label=null_label)
     if weighting == "adaptive" and method != "flow_matching":
         batch_fn = with_progress(batch_fn, num_steps)
-    root = jax.random.key(seed)
-    params = init_catch_up_params(base, order, example_x, key=jax.random.fold_in(root, 1), base_params=base_params,
-                                  example_cond=example_cond)
     tx = train.make_optimizer(learning_rate, warmup_steps=warmup_steps, grad_clip=grad_clip)
     config = {"method": method, "delta_schedule": delta_schedule, "num_segments": int(num_segments),
               "weighting": weighting, "weights": tuple(float(w) for w in weights), "eps": float(eps),
-              "fine_tune": base_params is not None}
+              "fine_tune": base_params is not None or _is_nnx(base)}
     state = train.TrainState.create(params, tx, rng=root, ema_decay=ema_decay, config=config)
     return train.fit(state, loss_fn, batch_fn, num_steps=num_steps, workdir=workdir,
                      checkpoint_every=checkpoint_every, log_every=log_every, mesh=mesh, progress=progress)
 
 
-def catch_up_model(base: nn.Module, params, *, method: str = "rk12") -> Model:
+def catch_up_model(base, params, *, method: str = "rk12", example_x=None, example_cond: Optional[dict] = None) -> Model:
     """Head 1 of a trained catch-up network as a rectified-flow velocity
-    :class:`~jaxsample.models.Model`, ready for :func:`jaxsample.sampling.sample`."""
+    :class:`~jaxsample.models.Model`, ready for :func:`jaxsample.sampling.sample`.
+
+    ``base`` and ``params`` as :func:`train_catch_up` took and returned them: a linen module and
+    :class:`CatchUpNet` parameters, or an NNX module and :class:`NNXCatchUpNet`'s state (then
+    ``example_x``, and ``example_cond`` for a conditional network, as given to training)."""
+    if _is_nnx(base):
+        graphdef = nnx.graphdef(NNXCatchUpNet(base, method_order(method), example_x=example_x,
+                                              example_cond=example_cond))
+        return network_model(nnx.merge(graphdef, params), path=RectifiedFlow(), prediction="velocity")
     return network_model(CatchUpNet(base, method_order(method)), params, RectifiedFlow(), "velocity")
 
 
@@ -518,7 +633,7 @@ def one_step_loss(apply_fn: Callable, *, anchor_weight: float = 0.1):
     return loss_fn
 
 
-def train_one_step(base: nn.Module, params, pairs: dict, *, num_steps: int, batch_size: int = 128,
+def train_one_step(base, params, pairs: dict, *, num_steps: int, batch_size: int = 128,
                    method: str = "rk12", anchor_weight: float = 0.1, learning_rate: float = 2e-4,
                    grad_clip: Optional[float] = None, ema_decay: float = 0.999, seed: int = 0, workdir=None,
                    checkpoint_every: Optional[int] = None, log_every: int = 50, mesh=None, progress: bool = True):
@@ -529,12 +644,18 @@ def train_one_step(base: nn.Module, params, pairs: dict, *, num_steps: int, batc
     from jaxsample.data import ArrayBatcher
 
     _check_positive_int("num_steps", num_steps)
-    net = CatchUpNet(base, method_order(method))
+    if _is_nnx(base):
+        example_cond = {"label": np.asarray(pairs["label"])[:1]} if "label" in pairs else None
+        graphdef = nnx.graphdef(NNXCatchUpNet(base, method_order(method), example_x=np.asarray(pairs["noise"])[:1],
+                                              example_cond=example_cond))
+        apply_fn = nnx_apply(nnx.merge(graphdef, params))[0]
+    else:
+        apply_fn = CatchUpNet(base, method_order(method)).apply
     batcher = ArrayBatcher(pairs, batch_size, seed=seed)
     tx = train.make_optimizer(learning_rate, grad_clip=grad_clip)
     state = train.TrainState.create(params, tx, seed=seed, ema_decay=ema_decay,
                                     config={"stage": "one_step", "anchor_weight": float(anchor_weight)})
-    return train.fit(state, one_step_loss(net.apply, anchor_weight=anchor_weight), batcher, num_steps=num_steps,
+    return train.fit(state, one_step_loss(apply_fn, anchor_weight=anchor_weight), batcher, num_steps=num_steps,
                      workdir=workdir, checkpoint_every=checkpoint_every, log_every=log_every, mesh=mesh,
                      progress=progress)
 
