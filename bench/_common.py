@@ -28,6 +28,8 @@ def environment() -> dict:
 
 
 def write_json(path: str, payload: dict) -> None:
-    with open(path, "w") as f:
-        json.dump(payload, f, indent=2)
+    """Write ``payload`` as JSON, atomically (a killed run leaves the old file or the new one)."""
+    from jaxsample._files import write_text
+
+    write_text(path, json.dumps(payload, indent=2))
     print(f"wrote {path}")

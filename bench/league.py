@@ -184,17 +184,18 @@ def dpm_solver_v3(ctx, nfe):
         from jaxsample.solvers.dpm_solver_v3 import dpm_solver_v3 as make
     except ImportError:
         return None
+    samples = ctx.v3_samples
     if "v3" not in ctx.cache:
         t0 = time.perf_counter()
-        ems = V.calibrate(ctx.model, ctx.shape, num_samples=V3_SAMPLES, num_lambdas=V3_LAMBDAS, progress=False,
+        ems = V.calibrate(ctx.model, ctx.shape, num_samples=samples, num_lambdas=V3_LAMBDAS, progress=False,
                           **ctx.interval)
         ctx.cache["v3"] = (ems, time.perf_counter() - t0)
     ems, seconds = ctx.cache["v3"]
     best = _best(ctx, {"dpm_solver_v3": make(ems, order=3)}, nfe)
     if best:
         # the reference solves of the samples (~100 calls each) and two passes of JVPs (~3 calls each) per point
-        best.update(params=3 * int(np.size(ems.l)), cost_evals=V3_SAMPLES * (100 + 2 * 3 * V3_LAMBDAS),
-                    seconds=seconds)
+        best.update(detail=f"{best['detail']}, {samples} samples", params=3 * int(np.size(ems.l)),
+                    cost_evals=samples * (100 + 2 * 3 * V3_LAMBDAS), seconds=seconds)
     return best
 
 
@@ -280,9 +281,17 @@ def main(argv=None):
     p.add_argument("--grids", nargs="+", default=list(GRIDS))
     p.add_argument("--no-train", action="store_true", help=f"skip the methods trained here ({', '.join(TRAINED)})")
     p.add_argument("--merge", action="store_true", help="keep the rows of other methods already in --out")
+    p.add_argument("--v3-samples", type=int, default=V3_SAMPLES,
+                   help=f"teacher samples of DPM-Solver-v3's calibration (default {V3_SAMPLES}; the official stats use 1024 or 4096)")
+    p.add_argument("--replot", action="store_true", help="only rewrite the table and plots of an existing --out")
     args = p.parse_args(argv)
+    if args.replot:
+        return replot(args.out)
+    if args.v3_samples < 2:
+        p.error("--v3-samples must be at least 2")
     t0 = time.perf_counter()
     ctx = Context(args.teacher, args.samples)
+    ctx.v3_samples = args.v3_samples
     ctx.grids = lambda n: [(g, get_grid(g, ctx.model.path, n, **ctx.interval)) for g in args.grids]
     methods = [m for m in args.methods if not (args.no_train and m in TRAINED)]
     rows = []
@@ -311,24 +320,93 @@ def main(argv=None):
                               "num_samples": int(ctx.noise.shape[0]), "rows": rows, "partial": True})
     order = list(METHODS)
     rows.sort(key=lambda r: (order.index(r["method"]), r["nfe"]))
-    score_name = "log-likelihood" if ctx.task.mixture is not None else "Frechet distance"
-    table = (f"## {args.teacher}: PSNR (dB) against the exact ODE solution, {int(ctx.noise.shape[0])} noises\n\n"
-             + markdown(rows, args.nfes, "psnr_db", "{:.2f}")
-             + f"\n## {args.teacher}: {score_name} of the same samples\n\n"
-             + markdown(rows, args.nfes, "score", "{:.2f}"))
     clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
     write_json(args.out, {"benchmark": "league", "config": vars(args), "environment": environment(),
                           "num_samples": int(ctx.noise.shape[0]), "seconds": time.perf_counter() - t0,
                           "rows": clean})
-    stem = os.path.splitext(args.out)[0]
+    write_outputs(args.out, args.teacher, rows, args.nfes, int(ctx.noise.shape[0]),
+                  "log-likelihood" if ctx.task.mixture is not None else "Frechet distance")
+
+
+def write_outputs(out, teacher, rows, nfes, num_samples, score_name):
+    """The markdown table (``.md``), PSNR against NFE (``.png``) and PSNR against the cost of
+    learning (``_cost.png``) beside ``out``."""
     from jaxsample._files import write_text
 
+    order = list(METHODS)
+    rows = sorted(rows, key=lambda r: (order.index(r["method"]), r["nfe"]))
+    table = (f"## {teacher}: PSNR (dB) against the exact ODE solution, {num_samples} noises\n\n"
+             + markdown(rows, nfes, "psnr_db", "{:.2f}")
+             + f"\n## {teacher}: {score_name} of the same samples\n\n"
+             + markdown(rows, nfes, "score", "{:.2f}"))
+    stem = os.path.splitext(out)[0]
     write_text(stem + ".md", table)
     panels = {m: [{"solver": m, "nfe": r["nfe"], "psnr_db": r["psnr_db"]} for r in rows if r["method"] == m]
               for m in dict.fromkeys(r["method"] for r in rows)}
-    compare.plot_psnr_vs_nfe({args.teacher: [r for rs in panels.values() for r in rs]}, stem + ".png",
-                             title=f"The few-step league on {args.teacher}")
+    compare.plot_psnr_vs_nfe({teacher: [r for rs in panels.values() for r in rs]}, stem + ".png",
+                             title=f"The few-step league on {teacher}")
+    plot_cost(rows, stem + "_cost.png", teacher)
     print(table)
+
+
+def plot_cost(rows, filename, teacher):
+    """PSNR against the model evaluations spent learning or calibrating the method (0: training-free),
+    one panel per NFE (at most four), one marker per method. Shipped solvers, whose cost this run did
+    not measure, are left out (their cost is in their own studies' notes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jaxsample._files import save_figure
+
+    known = [r for r in rows if r.get("cost_evals") is not None and r.get("psnr_db") is not None
+             and math.isfinite(r["psnr_db"])]
+    nfes = sorted({r["nfe"] for r in known})
+    if len(nfes) > 4:
+        nfes = [nfes[0], nfes[len(nfes) // 3], nfes[2 * len(nfes) // 3], nfes[-1]]
+    if not nfes:
+        return
+    methods = list(dict.fromkeys(r["method"] for r in known))
+    colours = dict(zip(methods, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3))
+    fig, axes = plt.subplots(1, len(nfes), figsize=(4.2 * len(nfes), 4), squeeze=False, sharey=True)
+    for ax, nfe in zip(axes[0], nfes):
+        for r in (r for r in known if r["nfe"] == nfe):
+            ax.scatter(max(r["cost_evals"], 0), r["psnr_db"], color=colours[r["method"]], s=60, label=r["method"],
+                       zorder=3)
+        ax.set_xscale("symlog", linthresh=1e3)
+        top = max(3, math.ceil(math.log10(max(max(r["cost_evals"] for r in known), 1))))
+        ax.set_xticks([0] + [10 ** k for k in range(3, top + 1)])
+        ax.set_xlim(-300, 10 ** top * 1.5)
+        ax.set_xlabel("model evaluations to learn (0: training-free)")
+        ax.set_title(f"NFE {nfe}")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("PSNR vs exact ODE solution (dB)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0][1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+    fig.suptitle(f"Quality against the cost of learning, {teacher} (shipped solvers left out: cost not measured here)",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    save_figure(fig, filename, dpi=110)
+    plt.close(fig)
+
+
+def replot(out):
+    """Rewrite the table and plots of an existing league JSON (``--replot``)."""
+    import json
+
+    with open(out) as f:
+        d = json.load(f)
+    rows = [{k: (float("nan") if v is None and k in ("psnr_db", "score") else v) for k, v in r.items()}
+            for r in d["rows"]]
+    task = d["config"]["teacher"]
+    write_outputs(out, task, rows, d["config"]["nfes"], d["num_samples"],
+                  "log-likelihood" if task.startswith("gmm") else "Frechet distance")
 
 
 if __name__ == "__main__":

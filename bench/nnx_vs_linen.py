@@ -3,6 +3,11 @@ the time of each (``js.sample``, DPM-Solver++ 2M, 16 steps, an MLP 64 -> 3x256 -
 flow), interleaved repeats, medians, the NNX / linen ratio.
 
     python bench/nnx_vs_linen.py --out nnx_vs_linen.json
+
+With ``--teacher NAME`` the shipped teacher instead, in linen and as the NNX module of
+``js.load_teacher(NAME, nnx=True)`` (its linen network bridged by ``flax.nnx.bridge.ToNNX``):
+
+    python bench/nnx_vs_linen.py --teacher fashion_vp --batch 64 --repeats 11 --out nnx_vs_linen_fashion_vp.json
 """
 
 from __future__ import annotations
@@ -48,12 +53,8 @@ class NNXMLP(nnx.Module):
         return self.out(h)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True)
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--repeats", type=int, default=21)
-    args = p.parse_args(argv)
+def mlp_models():
+    """The MLP in linen and in NNX with the same weights, as rectified-flow velocity models."""
     linen = LinenMLP()
     params = linen.init(jax.random.key(0), jnp.zeros((1, DIM)), jnp.zeros((1,)))["params"]
     net = NNXMLP(nnx.Rngs(0))
@@ -61,10 +62,24 @@ def main(argv=None):
     for layer, w in zip([*net.layers, net.out], dense):
         layer.kernel.value, layer.bias.value = w["kernel"], w["bias"]
     path = js.RectifiedFlow()
-    models = {"linen": js.nets.network_model(linen, params, path, "velocity"),
-              "nnx": js.nets.network_model(net, path=path, prediction="velocity")}
-    ts = js.uniform(path, 16)
-    noise = js.initial_noise(jax.random.key(1), (args.batch, DIM))
+    return {"linen": js.nets.network_model(linen, params, path, "velocity"),
+            "nnx": js.nets.network_model(net, path=path, prediction="velocity")}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=21)
+    p.add_argument("--teacher", help="a shipped generative teacher instead of the MLP")
+    args = p.parse_args(argv)
+    if args.teacher:
+        models = {"linen": js.load_teacher(args.teacher), "nnx": js.load_teacher(args.teacher, nnx=True)}
+        shape = js.teachers.sample_shape(args.teacher)
+    else:
+        models, shape = mlp_models(), (DIM,)
+    ts = js.uniform(models["linen"].path, 16)
+    noise = js.initial_noise(jax.random.key(1), (args.batch, *shape))
     solver = js.dpm_solver_pp_2m()
     out = {k: np.asarray(js.sample(m, solver, ts, noise)) for k, m in models.items()}
     times = {k: [] for k in models}

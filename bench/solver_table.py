@@ -15,7 +15,8 @@ Writes one JSON row per (path, solver, nfe) with fields path, solver, nfe, psnr_
 With ``--teacher NAME`` (a shipped image teacher with shipped demo ground truth: ``fashion_vp``,
 ``digits_vp``) the same table for that network instead: every deterministic solver on each of
 ``--grids`` at each NFE, keeping its best grid per NFE by PSNR against the shipped ODE solution
-(``jaxsample/assets/demo/NAME_reference.npz``), with the Frechet distance of the samples in the
+(``jaxsample/assets/demo/NAME_reference.npz``; a class-conditional teacher, ``fashion_flow``, with the
+labels of that reference), with the Frechet distance of the samples in the
 shipped classifier's features in place of the log-likelihood:
 
     python bench/solver_table.py --teacher fashion_vp --out bench/results/solver_table_fashion_vp.json
@@ -100,6 +101,8 @@ def teacher_table(args) -> None:
     n = min(args.samples, ref["noise"].shape[0])
     noise, target = jnp.asarray(ref["noise"][:n]), np.asarray(ref["target"][:n])
     interval = {"t_start": float(ref["t_start"]), "t_end": float(ref["t_end"])}
+    # a class-conditional teacher is sampled with the labels its ground truth was solved with
+    cond = {"label": jnp.asarray(ref["label"][:n])} if "label" in ref else None
     task = tasks.load_task(args.teacher)
     model = task.model
     suite = compare.baseline_suite(model.path)
@@ -113,7 +116,7 @@ def teacher_table(args) -> None:
         for grid in args.grids:
             ts = get_grid(grid, model.path, nfe // solver.nfe(1), **interval)
             t1 = time.perf_counter()
-            x = np.asarray(jax.block_until_ready(sample(model, solver, ts, noise, check_finite=False)))
+            x = np.asarray(jax.block_until_ready(sample(model, solver, ts, noise, cond=cond, check_finite=False)))
             score = task.psnr(x, target) if np.all(np.isfinite(x)) else float("nan")
             if best is None or score > best["psnr_db"] or math.isnan(best["psnr_db"]):
                 best = {"solver": name, "nfe": nfe, "steps": nfe // solver.nfe(1), "grid": grid, "psnr_db": score,
