@@ -206,7 +206,8 @@ def final_layer_name(base, x, t=0.5, **cond) -> str:
         names = [k for k, v in vars(base).items() if isinstance(v, (nnx.Linear, nnx.Conv))]
         record = {}
         x = jnp.asarray(x)[:1]  # one real call at batch 1 (NNX modules cannot be mutated inside a trace)
-        _tapped_call(base, names, record, x, jnp.full((1,), t, x.dtype), **{k: jnp.asarray(v)[:1] for k, v in cond.items()})
+        cond = {k: jnp.asarray(v)[:1] for k, v in cond.items()}
+        _tapped_call(base, names, record, x, jnp.full((1,), t, x.dtype), **cond)
         if "name" not in record:
             raise ValueError(f"base {type(base).__name__} calls no nnx.Linear / nnx.Conv held as its own attribute; "
                              "extra heads need its final layer")
