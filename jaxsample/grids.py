@@ -13,6 +13,9 @@ Example:
 
 from __future__ import annotations
 
+import weakref
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -251,10 +254,28 @@ def check_grid(path: AbstractPath, ts, name: str = "ts", strict: bool = True) ->
         ...
         ValueError: ts must be strictly decreasing ...
     """
+    # A jax array cannot change: one that passed for this path is not checked again (sample's
+    # fixed cost per call at small batches)
+    cache_key = (id(ts), id(path), strict) if isinstance(ts, jax.Array) else None
+    hit = _CHECKED_GRIDS.get(cache_key)
+    if hit is not None and hit[0]() is ts and hit[1] is path:
+        return
     try:
         arr = np.asarray(ts)
     except Exception:  # a tracer: cannot check inside jit
         return
+    _check_grid(path, arr, name, strict)
+    if cache_key is not None:
+        if len(_CHECKED_GRIDS) >= 256:
+            _CHECKED_GRIDS.pop(next(iter(_CHECKED_GRIDS)))
+        _CHECKED_GRIDS[cache_key] = (weakref.ref(ts), path)
+
+
+#: Jax-array grids that passed :func:`check_grid`: ``(id(ts), id(path), strict) -> (weakref(ts), path)``.
+_CHECKED_GRIDS: dict = {}
+
+
+def _check_grid(path, arr, name, strict):
     if arr.ndim != 1 or arr.shape[0] < 2:
         raise ValueError(f"{name} must be a 1-D array of at least 2 times (at least one step), "
                          f"got shape {arr.shape}")

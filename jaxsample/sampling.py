@@ -230,21 +230,25 @@ def sample(model: Model, solver: AbstractSolver, ts, noise, *, key=None, cond: O
     if not isinstance(final_x0, (bool, np.bool_)):
         raise ValueError(f"final_x0 must be True or False, got {final_x0!r}")
     out_dtype, dtype = noise.dtype, solve_dtype(noise.dtype)
-    ts, noise = jnp.asarray(ts, dtype), jnp.asarray(noise, dtype)
+    ts, noise = _as_array(ts, dtype), _as_array(noise, dtype)
     if final_x0 and _ends_at_zero(model.path, ts):
         if ts.shape[0] < 3:
             raise ValueError(f"final_x0=True on a grid that ends at sigma = 0 replaces its last step by the x0 "
                              f"prediction, so ts needs at least 3 times (2 steps), got {ts.shape[0]}")
         ts = ts[:-1]
-    args = (return_trajectory, checkpoint, check_finite, bool(final_x0))
+    args = (bool(return_trajectory), bool(checkpoint), bool(check_finite), bool(final_x0))
     if mesh is None:
-        out = _sample(model, solver, ts, noise, key, cond, *args)
+        out = _run(model, solver, ts, noise, key, cond, args)
     else:
         (noise, key, cond), size = _shard(mesh, (noise, key, cond))
-        out = _sample(model, solver, ts, noise, key, cond, *args)
+        out = _run(model, solver, ts, noise, key, cond, args)
         if noise.shape[0] != size:  # padded: cut the padding (else keep the result sharded as it is)
             out = (out[0][:size], out[1][:, :size]) if return_trajectory else out[:size]
     return jax.tree_util.tree_map(lambda a: a.astype(out_dtype), out) if out_dtype != dtype else out
+
+
+def _as_array(a, dtype):
+    return a if isinstance(a, jax.Array) and a.dtype == dtype else jnp.asarray(a, dtype)
 
 
 def _shard(mesh, batch):
@@ -274,8 +278,39 @@ def _ends_at_zero(path, ts) -> bool:
         return False
 
 
-@eqx.filter_jit
-def _sample(model, solver, ts, noise, keys, cond, return_trajectory, checkpoint, check_finite, final_x0=False):
+#: ``jax.jit``-compiled samplers, one per static structure of (model, solver, cond) and flags.
+_JITTED: dict = {}
+_JITTED_MAX = 256
+
+
+def _run(model, solver, ts, noise, keys, cond, flags):
+    """``_sample`` compiled by a ``jax.jit`` cached per static structure: the array leaves of
+    ``(model, solver, cond)`` are its arguments; the tree structure and the other leaves (Python
+    scalars, functions) are its cache key. The semantics of ``eqx.filter_jit`` (non-array leaves
+    static) at a fraction of its per-call cost, which dominates small-batch calls."""
+    leaves, treedef = jax.tree_util.tree_flatten((model, solver, cond))
+    dynamic = tuple(eqx.is_array(leaf) for leaf in leaves)
+    static = tuple(None if d else leaf for leaf, d in zip(leaves, dynamic))
+    cache_key = (treedef, dynamic, static, flags)
+    try:
+        fn = _JITTED.get(cache_key)
+    except Exception:  # an unhashable (or array-valued ==) static leaf: eqx.filter_jit handles it
+        return _sample(model, solver, ts, noise, keys, cond, *flags)
+    if fn is None:
+        def run(arrays, ts, noise, keys):
+            arrays = iter(arrays)
+            full = [next(arrays) if d else leaf for leaf, d in zip(static, dynamic)]
+            model, solver, cond = jax.tree_util.tree_unflatten(treedef, full)
+            return _sample_impl(model, solver, ts, noise, keys, cond, *flags)
+
+        fn = jax.jit(run)
+        if len(_JITTED) >= _JITTED_MAX:
+            _JITTED.pop(next(iter(_JITTED)))
+        _JITTED[cache_key] = fn
+    return fn([leaf for leaf, d in zip(leaves, dynamic) if d], ts, noise, keys)
+
+
+def _sample_impl(model, solver, ts, noise, keys, cond, return_trajectory, checkpoint, check_finite, final_x0=False):
     x = model.path.prior_scale(ts[0]) * noise
     state = solver.init(model, ts, x, cond)
 
@@ -304,6 +339,8 @@ def _sample(model, solver, ts, noise, keys, cond, return_trajectory, checkpoint,
         return out, jnp.concatenate([x[None], traj], axis=0)
     return out
 
+
+_sample = eqx.filter_jit(_sample_impl)
 
 _DIFFRAX_SOLVERS = {"dopri8": diffrax.Dopri8, "dopri5": diffrax.Dopri5, "tsit5": diffrax.Tsit5}
 

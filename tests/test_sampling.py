@@ -253,3 +253,46 @@ def test_final_x0_adds_one_denoising_call_and_a_trajectory_entry():
     assert traj.shape == (len(ts) + 1, 5, 3) and bool((traj[-1] == x).all())
     with pytest.raises(ValueError, match="final_x0"):
         js.sample(model, js.heun(), ts, noise, final_x0="yes")
+
+
+def test_compiled_sampler_is_reused_only_for_the_same_static_structure(setup, x64):
+    """``sample`` keys its compiled program on the static part of (model, solver, cond): new array
+    values (noise, grid, the solver's coefficients) reuse it without tracing; a changed Python
+    field of the solver compiles anew and gives that solver's answer (the python loop's)."""
+    gmm, model, ts, noise = setup
+    ts, noise = jnp.asarray(ts, jnp.float64), jnp.asarray(noise, jnp.float64)
+    traces = []
+
+    def fn(x, t):
+        traces.append(1)
+        return model(x, t)
+
+    counted = js.Model(jax.tree_util.Partial(fn), model.path, "eps")
+    js.sample(counted, js.euler(), ts, noise)
+    traces.clear()
+    other_ts = js.edm(model.path, 6).astype(jnp.float64)
+    out = js.sample(counted, js.euler(), other_ts, noise - 0.5)
+    assert traces == []
+    np.testing.assert_allclose(out, python_loop(model, js.euler(), other_ts, noise - 0.5), rtol=1e-12, atol=1e-12)
+    outs = {}
+    for space in ("t", "edm", "t"):  # a non-array field of the solver: each value is its own program
+        solver = js.heun(space)
+        outs[space] = js.sample(model, solver, ts, noise)
+        np.testing.assert_allclose(outs[space], python_loop(model, solver, ts, noise), rtol=1e-9, atol=1e-9)
+    assert float(jnp.abs(outs["t"] - outs["edm"]).max()) > 1e-4  # a reused program would have been caught
+
+
+def test_a_grid_checked_once_is_checked_again_for_another_path(setup):
+    """The grid check is cached per jax array and path: the same array is still rejected by a path
+    whose range it leaves, and a numpy grid (mutable) is checked on every call."""
+    gmm, model, ts, noise = setup
+    js.sample(model, js.euler(), ts, noise)
+    other = gmm.model(js.RectifiedFlow(), "velocity")
+    bad = jnp.asarray([2.0, 0.5, 0.1])
+    with pytest.raises(ValueError, match="ts"):
+        js.sample(other, js.euler(), bad, noise)
+    grid = np.array(js.uniform(other.path, 4))
+    js.sample(other, js.euler(), grid, noise)
+    grid[1] = grid[0] + 1.0  # the same numpy object, now not decreasing
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        js.sample(other, js.euler(), grid, noise)
