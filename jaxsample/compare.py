@@ -238,17 +238,21 @@ def plot_psnr_vs_nfe(panels: Mapping[str, Sequence[dict]], filename: str, title:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    many = max(len({r["solver"] for r in rows}) for rows in panels.values()) > 10
+    width = 6 * len(panels) + (2.5 if many else 0)  # many solvers: the legend beside the last panel
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.5), squeeze=False)
     for ax, (panel, rows) in zip(axes[0], panels.items()):
         learned_styles = iter([("-", "*", 13), ("--", "D", 7), (":", "s", 7), ("-.", "^", 8)] * 4)
-        for name in dict.fromkeys(r["solver"] for r in rows):
+        colours = plt.get_cmap("tab20").colors
+        for k, name in enumerate(dict.fromkeys(r["solver"] for r in rows)):
             pts = sorted((r["nfe"], r["psnr_db"]) for r in rows if r["solver"] == name)
             learned = any(r.get("grid") == "learned" for r in rows if r["solver"] == name)
             if learned:  # black, one line style and marker each
                 ls, marker, ms = next(learned_styles)
                 style = dict(color="black", lw=2.5, ls=ls, marker=marker, ms=ms, zorder=5)
-            else:
-                style = dict(marker="o", lw=1.3)
+            else:  # tab20's colours, then other line styles and markers (20+ solvers stay apart)
+                style = dict(marker="osv^"[k // 20 % 4], lw=1.3, color=colours[k % 20],
+                             ls=("-", "--", ":", "-.")[k // 20 % 4])
             ax.plot(*np.array(pts).T, label=name, **style)
         ax.set_xscale("log", base=2)
         nfes = sorted({r["nfe"] for r in rows})
@@ -257,7 +261,10 @@ def plot_psnr_vs_nfe(panels: Mapping[str, Sequence[dict]], filename: str, title:
         ax.set_ylabel("PSNR vs reference ODE solution (dB)")
         ax.set_title(panel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, ncol=2)
+        if not many:
+            ax.legend(fontsize=8, ncol=2)
+    if many:
+        axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     if title:
         fig.suptitle(title)
     fig.tight_layout()
