@@ -181,7 +181,10 @@ def sample(model: Model, solver: AbstractSolver, ts, noise, *, key=None, cond: O
         checkpoint: rematerialise each step in the backward pass (``jax.checkpoint``),
             so memory grows with the number of steps, not with the model's activations.
         check_finite: raise (``equinox.EquinoxRuntimeError``) if any sample is NaN or
-            infinite instead of returning it silently.
+            infinite instead of returning it silently. Called directly, ``sample`` returns once
+            the samples are computed (as ``eqx.filter_jit`` does) and the check is a boolean the
+            program returns (so JAX's persistent compilation cache can store the program); under
+            the caller's own ``jit`` or ``vmap`` it is part of the traced program (``eqx.error_if``).
         final_x0: end with a step to sigma = 0 through the model's x0 prediction, as k-diffusion's
             samplers and diffusers' ``final_sigmas_type="zero"`` do: after the last step the sample
             is ``model.x0(x, ts[-1])`` (one more model call). If the grid already ends at sigma = 0
@@ -287,15 +290,45 @@ def _run(model, solver, ts, noise, keys, cond, flags):
     """``_sample`` compiled by a ``jax.jit`` cached per static structure: the array leaves of
     ``(model, solver, cond)`` are its arguments; the tree structure and the other leaves (Python
     scalars, functions) are its cache key. The semantics of ``eqx.filter_jit`` (non-array leaves
-    static) at a fraction of its per-call cost, which dominates small-batch calls."""
+    static) at a fraction of its per-call cost, which dominates small-batch calls.
+
+    Called outside any trace, the NaN check runs on the host: the program returns whether every
+    sample is finite and this raises. (A host callback in the program, ``eqx.error_if``, would keep
+    JAX's persistent compilation cache from storing it; traced by the caller's own ``jit``, the
+    check stays in the graph.)"""
     leaves, treedef = jax.tree_util.tree_flatten((model, solver, cond))
+    traced = any(isinstance(a, jax.core.Tracer) for a in (*leaves, ts, noise, *jax.tree_util.tree_leaves(keys)))
+    if traced:
+        return _compiled(leaves, treedef, flags)(ts, noise, keys)
+    if flags[2]:
+        flags = (*flags[:2], "host", *flags[3:])
+    try:  # as eqx.filter_jit: wait for the result, so that a solver's eqx.error_if raises here
+        out = jax.block_until_ready(_compiled(leaves, treedef, flags)(ts, noise, keys))
+    except jax.errors.JaxRuntimeError as err:
+        message = str(err)
+        if "_EquinoxRuntimeError: " not in message:
+            raise
+        message = message.split("_EquinoxRuntimeError: ", 1)[1].split("\n\n", 1)[0].strip()
+        raise eqx.EquinoxRuntimeError(message) from None
+    if flags[2] == "host":
+        out, finite = out
+        if not bool(finite):
+            raise eqx.EquinoxRuntimeError(_non_finite_message(solver))
+    return out
+
+
+def _compiled(leaves, treedef, flags):
+    """``f(ts, noise, keys)``: ``_sample_impl`` on the (model, solver, cond) of ``leaves``, from the
+    cache of compiled samplers (or ``eqx.filter_jit`` where a static leaf cannot be hashed)."""
     dynamic = tuple(eqx.is_array(leaf) for leaf in leaves)
     static = tuple(None if d else leaf for leaf, d in zip(leaves, dynamic))
+    arrays = [leaf for leaf, d in zip(leaves, dynamic) if d]
     cache_key = (treedef, dynamic, static, flags)
     try:
         fn = _JITTED.get(cache_key)
     except Exception:  # an unhashable (or array-valued ==) static leaf: eqx.filter_jit handles it
-        return _sample(model, solver, ts, noise, keys, cond, *flags)
+        model, solver, cond = jax.tree_util.tree_unflatten(treedef, leaves)
+        return lambda ts, noise, keys: _sample(model, solver, ts, noise, keys, cond, *flags)
     if fn is None:
         def run(arrays, ts, noise, keys):
             arrays = iter(arrays)
@@ -307,7 +340,13 @@ def _run(model, solver, ts, noise, keys, cond, flags):
         if len(_JITTED) >= _JITTED_MAX:
             _JITTED.pop(next(iter(_JITTED)))
         _JITTED[cache_key] = fn
-    return fn([leaf for leaf, d in zip(leaves, dynamic) if d], ts, noise, keys)
+    return lambda ts, noise, keys: fn(arrays, ts, noise, keys)
+
+
+def _non_finite_message(solver) -> str:
+    return (f"sample: {type(solver).__name__} produced NaN or inf samples (is the model finite on the whole "
+            f"grid? e.g. an eps or x0 model divides by alpha or sigma; on a grid that ends at sigma = 0, pass "
+            f"final_x0=True)")
 
 
 def _sample_impl(model, solver, ts, noise, keys, cond, return_trajectory, checkpoint, check_finite, final_x0=False):
@@ -327,17 +366,16 @@ def _sample_impl(model, solver, ts, noise, keys, cond, return_trajectory, checkp
         out = model.x0(out, ts[-1], **cond).astype(out.dtype)
         if return_trajectory:
             traj = jnp.concatenate([traj, out[None]], axis=0)
-    if check_finite:
+    finite = None
+    if check_finite == "host":  # returned, for the caller to raise (see _run)
+        finite = jnp.all(jnp.isfinite(out))
+    elif check_finite:
         # The check is tied to a scalar, not to ``out``: error_if on a sharded array would
         # gather it onto every device.
-        zero = eqx.error_if(jnp.zeros((), out.dtype), ~jnp.all(jnp.isfinite(out)),
-                            f"sample: {type(solver).__name__} produced NaN or inf samples (is the model "
-                            f"finite on the whole grid? e.g. an eps or x0 model divides by alpha or sigma; "
-                            f"on a grid that ends at sigma = 0, pass final_x0=True)")
+        zero = eqx.error_if(jnp.zeros((), out.dtype), ~jnp.all(jnp.isfinite(out)), _non_finite_message(solver))
         out = out + zero
-    if return_trajectory:
-        return out, jnp.concatenate([x[None], traj], axis=0)
-    return out
+    result = (out, jnp.concatenate([x[None], traj], axis=0)) if return_trajectory else out
+    return result if finite is None else (result, finite)
 
 
 _sample = eqx.filter_jit(_sample_impl)
