@@ -300,17 +300,20 @@ def _run(model, solver, ts, noise, keys, cond, flags):
     traced = any(isinstance(a, jax.core.Tracer) for a in (*leaves, ts, noise, *jax.tree_util.tree_leaves(keys)))
     if traced:
         return _compiled(leaves, treedef, flags)(ts, noise, keys)
-    if flags[2]:
-        flags = (*flags[:2], "host", *flags[3:])
+    host = (*flags[:2], "host", *flags[3:]) if flags[2] else flags
     try:  # as eqx.filter_jit: wait for the result, so that a solver's eqx.error_if raises here
-        out = jax.block_until_ready(_compiled(leaves, treedef, flags)(ts, noise, keys))
+        out = _compiled(leaves, treedef, host)(ts, noise, keys)
+        if any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(out)):
+            # under the caller's trace with only closed-over inputs: the check goes in the graph
+            return _compiled(leaves, treedef, flags)(ts, noise, keys)
+        out = jax.block_until_ready(out)
     except jax.errors.JaxRuntimeError as err:
         message = str(err)
         if "_EquinoxRuntimeError: " not in message:
             raise
         message = message.split("_EquinoxRuntimeError: ", 1)[1].split("\n\n", 1)[0].strip()
         raise eqx.EquinoxRuntimeError(message) from None
-    if flags[2] == "host":
+    if host[2] == "host":
         out, finite = out
         if not bool(finite):
             raise eqx.EquinoxRuntimeError(_non_finite_message(solver))

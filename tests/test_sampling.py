@@ -296,3 +296,15 @@ def test_a_grid_checked_once_is_checked_again_for_another_path(setup):
     grid[1] = grid[0] + 1.0  # the same numpy object, now not decreasing
     with pytest.raises(ValueError, match="strictly decreasing"):
         js.sample(other, js.euler(), grid, noise)
+
+
+def test_under_the_users_jit_with_only_closed_over_inputs_the_check_stays_in_the_graph(setup):
+    """``jax.jit(lambda: sample(...))()``: no argument is traced, yet the call is; the NaN check
+    must not read a traced boolean, and still names the solver."""
+    gmm, model, ts, noise = setup
+    out = jax.jit(lambda: js.sample(model, js.euler(), ts, noise))()
+    np.testing.assert_allclose(out, js.sample(model, js.euler(), ts, noise), rtol=1e-5, atol=1e-6)
+    path = js.RectifiedFlow()
+    bad = gmm.model(path, "eps")
+    with pytest.raises(Exception, match="sample: ExplicitRungeKutta produced NaN or inf samples"):
+        jax.block_until_ready(jax.jit(lambda: js.sample(bad, js.euler(), js.uniform(path, 4), noise))())
