@@ -160,10 +160,11 @@ def _per_sample_mse(x, target):
     return jnp.mean(((x - target) ** 2).reshape(x.shape[0], -1), axis=1)
 
 
-def bns_loss(model: Model, solver: BespokeNonStationary, batch, data_range: float = 2.0):
-    """Mean over samples of log MSE to the target (BNS's PSNR loss), and the batch PSNR."""
+def bns_loss(model: Model, solver: BespokeNonStationary, batch, data_range: float = 2.0, checkpoint: bool = True):
+    """Mean over samples of log MSE to the target (BNS's PSNR loss), and the batch PSNR.
+    ``checkpoint``: rematerialise each solver step in the backward pass (see :func:`~jaxsample.sample`)."""
     noise, target, cond = _split(batch)
-    x = sample(model, solver, solver.times, noise, cond=cond, checkpoint=True, check_finite=False)
+    x = sample(model, solver, solver.times, noise, cond=cond, checkpoint=checkpoint, check_finite=False)
     mse = _per_sample_mse(x, target)
     loss = jnp.mean(jnp.log(mse + 1e-20))
     psnr = jnp.mean(10 * jnp.log10(data_range**2 / (mse + 1e-20)))
