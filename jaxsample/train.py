@@ -406,6 +406,7 @@ def fit_with_validation(
     mesh=None,
     progress: bool = True,
     desc: str = "train",
+    patience: Optional[int] = None,
 ):
     """:func:`fit` with a validation score every ``eval_every`` steps; returns the best iterate.
 
@@ -414,11 +415,14 @@ def fit_with_validation(
     ``workdir`` the run checkpoints with orbax at each evaluation, keeps the log in
     ``workdir/validation.jsonl`` and resumes exactly where it stopped, the best iterate
     included (read back from its checkpoint if it came before the interruption).
-    A non-finite score raises ``FloatingPointError``.
+    A non-finite score raises ``FloatingPointError``. With ``patience``, training stops once
+    ``patience`` evaluations in a row have not beaten the best score (a resumed run that had
+    stopped stays stopped); the learning-rate schedule is still the one of ``num_steps``.
 
     Returns:
         ``(best_params, log)``: ``log`` holds ``init`` (the initial score), ``best`` (the best
-        score), ``best_step`` and ``validation`` (the whole log).
+        score), ``best_step``, ``validation`` (the whole log) and ``stopped_at`` (the last step
+        trained: ``num_steps``, or earlier when ``patience`` stopped the run).
 
     Example:
         >>> import jax.numpy as jnp, optax
@@ -434,6 +438,8 @@ def fit_with_validation(
 
     _check_positive_int("num_steps", num_steps)
     _check_positive_int("eval_every", eval_every)
+    if patience is not None:
+        _check_positive_int("patience", patience)
     main = parallel.is_main_process()
     better = (lambda a, b: a > b) if maximize else (lambda a, b: a < b)
     pick = max if maximize else min
@@ -455,8 +461,16 @@ def fit_with_validation(
         if log != read and len(log) > 1 and main:  # repaired: write it back whole
             write_jsonl(val_file, log)
 
+    def stalled():  # patience evaluations in a row after the best one
+        if patience is None:
+            return False
+        best_at = min(i for i, r in enumerate(log) if r[key] == pick(q[key] for q in log))
+        return len(log) - 1 - best_at >= patience
+
     bar = tqdm(total=num_steps, disable=not (progress and main), desc=desc, dynamic_ncols=True)
     for k, target in enumerate(targets):
+        if stalled():
+            break
         state, _ = fit(state, loss_fn, batch_fn, num_steps=target, workdir=workdir,
                        checkpoint_every=eval_every if workdir else None, max_to_keep=None,
                        progress=False, restore=k == 0, mesh=mesh, log_every=eval_every)
@@ -474,7 +488,9 @@ def fit_with_validation(
         bar.set_postfix(val=f"{value:.4g}", best=f"{pick(r[key] for r in log):.4g}")
     bar.close()
     best = pick(log, key=lambda r: r[key])
+    stopped_at = max(r["step"] for r in log)
     if best["step"] != best_step:  # the best iterate came before an interruption: read it back
         best_params = restore_checkpoint(os.path.join(workdir, "checkpoints"), state, step=best["step"]).params
     best_params = jax.tree_util.tree_map(lambda a: jnp.asarray(jax.device_get(a)), best_params)
-    return best_params, {"init": init, "best": best[key], "best_step": best["step"], "validation": log}
+    return best_params, {"init": init, "best": best[key], "best_step": best["step"], "validation": log,
+                         "stopped_at": stopped_at}

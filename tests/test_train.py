@@ -136,6 +136,29 @@ def test_resume_survives_a_damaged_validation_log(tmp_path, damage):
         assert [r["step"] for r in train.read_metrics(work)] == [2, 4, 6]
 
 
+def test_patience_stops_after_evaluations_without_a_better_score(tmp_path):
+    """SGD(0.3) on (w - 3)^2 from 0 gives w = 0, 1.8, 2.52, 2.81, ...; the score |w - 1.5| is best at
+    step 1, so patience 2 stops after the evaluations of steps 2 and 3, with step 1's iterate; the
+    same call on the finished workdir stays stopped and returns the same."""
+    state = train.TrainState.create({"w": jnp.zeros(())}, optax.sgd(0.3))
+    loss = lambda p, batch, key: (p["w"] - 3.0) ** 2  # noqa: E731
+    score = lambda p: float(abs(p["w"] - 1.5))  # noqa: E731
+    kw = dict(num_steps=10, eval_every=1, progress=False)
+    full_params, full = train.fit_with_validation(state, loss, lambda s: None, score, **kw)
+    assert full["stopped_at"] == 10 and full["best_step"] == 1
+    params, log = train.fit_with_validation(state, loss, lambda s: None, score, patience=2,
+                                            workdir=str(tmp_path), **kw)
+    assert log["stopped_at"] == 3 and [r["step"] for r in log["validation"]] == [0, 1, 2, 3]
+    assert log["best_step"] == 1 and float(params["w"]) == pytest.approx(1.8, abs=1e-6)
+    chex.assert_trees_all_equal(params, full_params)
+    again_params, again = train.fit_with_validation(state, loss, lambda s: None, score, patience=2,
+                                                    workdir=str(tmp_path), **kw)
+    assert again["validation"] == log["validation"] and again["stopped_at"] == 3
+    chex.assert_trees_all_equal(again_params, params)
+    with pytest.raises(ValueError, match="patience"):
+        train.fit_with_validation(state, loss, lambda s: None, score, patience=0, **kw)
+
+
 def test_save_and_restore_checkpoint(tmp_path):
     _, state, loss_fn, batch_fn = _mlp_setup(batch_size=8)
     state, _ = train.train_step(state, batch_fn(0), loss_fn)

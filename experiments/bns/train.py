@@ -141,7 +141,8 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
                                          batch_size=config.batch_size, learning_rate=learning_rate,
                                          eval_every=config.eval_every, seed=config.seed,
                                          workdir=os.path.join(workdir, f"nfe{nfe}_init{k}"),
-                                         data_range=task.data_range, progress=config.progress, mesh=mesh)
+                                         data_range=task.data_range, progress=config.progress, mesh=mesh,
+                                         patience=config.get("patience", 0) or None)
             if log is None or cand_log["best_val_psnr_db"] > log["best_val_psnr_db"]:
                 solver, log, init_name = cand, cand_log, name
         bns_test = bns.evaluate_psnr(bns_model, solver, test, data_range=task.data_range, mesh=mesh)
@@ -163,7 +164,8 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
                "best_baseline_psnr_db": base_test, "gain_db": bns_test - base_test,
                "best_baseline_val_psnr_db": base["score"], "init": init_name,
                "init_val_psnr_db": log["init_val_psnr_db"], "bns_val_psnr_db": log["best_val_psnr_db"],
-               "best_step": log["best_step"], "learning_rate": learning_rate, "num_parameters": solver.num_parameters,
+               "best_step": log["best_step"], "stopped_at": log["stopped_at"],
+               "validation": log["validation"], "learning_rate": learning_rate, "num_parameters": solver.num_parameters,
                "seconds": time.perf_counter() - t0, "distill_seconds": log["seconds"], **fds}
         if teacher_seconds:
             row["distill_fraction_of_teacher_training"] = log["seconds"] / teacher_seconds

@@ -43,7 +43,7 @@ def trainable_leaves(solver) -> tuple:
 def fit_solver(init, loss_fn: Callable, score: Callable, train_pairs: Mapping, *, num_steps: int, batch_size: int,
                learning_rate: float, eval_every: int, seed: int = 0, key: str = "val_loss", maximize: bool = False,
                workdir: Optional[str] = None, mesh=None, progress: bool = True, desc: str = "distill",
-               config: Optional[dict] = None):
+               config: Optional[dict] = None, patience: Optional[int] = None):
     """Train the float leaves of the solver ``init``; returns ``(best_solver, validation_log)``.
 
     Args:
@@ -69,5 +69,5 @@ def fit_solver(init, loss_fn: Callable, score: Callable, train_pairs: Mapping, *
     best, log = trainlib.fit_with_validation(
         state, lambda p, batch, k: loss_fn(rebuild(p), batch, k), batcher, lambda p: score(rebuild(p)),
         num_steps=num_steps, eval_every=eval_every, key=key, maximize=maximize, workdir=workdir, mesh=mesh,
-        progress=progress, desc=desc)
+        progress=progress, desc=desc, patience=patience)
     return rebuild(best), log

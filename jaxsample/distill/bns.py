@@ -190,11 +190,12 @@ def evaluate_psnr(model: Model, solver: AbstractSolver, pairs: Mapping, ts=None,
 def distill(model: Model, train_pairs: Mapping, val_pairs: Mapping, init: BespokeNonStationary, *,
             num_steps: int = 2000, batch_size: int = 64, learning_rate: float = 5e-3,
             eval_every: int = 100, seed: int = 0, workdir: Optional[str] = None, data_range: float = 2.0,
-            progress: bool = True, mesh=None):
+            progress: bool = True, mesh=None, patience: Optional[int] = None):
     """Distil a BNS solver with Adam (cosine decay) through the shared training loop.
 
     Every ``eval_every`` steps the solver is scored on ``val_pairs``; the best iterate on
-    validation is returned (BNS reports the best validation iterate). With a ``workdir``,
+    validation is returned (BNS reports the best validation iterate). With ``patience``, training
+    stops after that many evaluations in a row without a better validation PSNR. With a ``workdir``,
     the run checkpoints with orbax at each evaluation and resumes exactly where it stopped;
     the validation log is ``workdir/validation.jsonl``. With a ``mesh`` each batch (and each
     validation pass) is split over its devices; the result does not depend on their number.
@@ -214,8 +215,9 @@ def distill(model: Model, train_pairs: Mapping, val_pairs: Mapping, init: Bespok
         lambda solver: evaluate_psnr(model, solver, val_pairs, data_range=data_range, mesh=mesh), train_pairs,
         num_steps=num_steps, batch_size=batch_size, learning_rate=learning_rate, eval_every=eval_every, seed=seed,
         key="val_psnr_db", maximize=True, workdir=workdir, mesh=mesh, progress=progress,
-        desc=f"BNS n={init.num_steps}", config={"method": "bns", "nfe": init.num_steps})
+        desc=f"BNS n={init.num_steps}", config={"method": "bns", "nfe": init.num_steps}, patience=patience)
     log = {"init_val_psnr_db": val["init"], "best_val_psnr_db": val["best"], "best_step": val["best_step"],
+           "stopped_at": val["stopped_at"],
            "validation": val["validation"], "seconds": time.perf_counter() - t0,
            "num_parameters": init.num_parameters}
     return solver, log
