@@ -79,8 +79,10 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
     task = tasks.task_from_config(config)
     model, sample_shape, teacher_seconds = task.model, task.sample_shape, task.teacher_train_seconds
     t_start, t_end = task.t_start, task.t_end
-    if config.get("ground_truth", "adaptive") == "fixed_grid":  # batched UniPC-3 on a fine grid (bns.FIXED_GRID)
-        kw = dict(t_start=t_start, t_end=t_end, method="fixed_grid", batch_size=config.get("pair_batch_size", 256))
+    fixed_grid = {**bns.FIXED_GRID, **dict(config.get("fixed_grid") or {})}
+    if config.get("ground_truth", "adaptive") == "fixed_grid":  # batched high-order solver on a fine grid
+        kw = dict(t_start=t_start, t_end=t_end, method="fixed_grid", batch_size=config.get("pair_batch_size", 256),
+                  fixed_grid=fixed_grid)
     else:  # adaptive Dopri8, each sample on its own
         kw = dict(t_start=t_start, t_end=t_end, rtol=config.get("reference_rtol", 1e-7),
                   atol=config.get("reference_rtol", 1e-7))
@@ -88,7 +90,7 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
 
     cache_key = {k: config.get(k) for k in _PAIR_KEYS}
     if config.get("ground_truth", "adaptive") != "adaptive":  # (adaptive pairs keep their old cache names)
-        cache_key["ground_truth"] = {"method": config.ground_truth, **bns.FIXED_GRID}
+        cache_key["ground_truth"] = {"method": config.ground_truth, **fixed_grid}
     generated = []  # how many pairs this run computed (the rest came from the workdir's cache)
 
     def pairs(num, seed):

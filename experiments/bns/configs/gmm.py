@@ -21,6 +21,7 @@ def get_config():
     c.baseline_grids = ()  # grids the baselines are tried on; () = each solver's default set
     c.sigma0 = 1.0  # source-noise scaling (preconditioning for guided models)
     c.num_steps, c.batch_size, c.learning_rate, c.eval_every = 2000, 64, 2e-3, 100
+    c.fixed_grid = {}  # with ground_truth = 'fixed_grid': overrides of bns.FIXED_GRID (solver, grid, steps)
     c.patience = 0  # > 0: stop after this many evaluations without a better validation PSNR
     c.learning_rates = ()  # one per entry of nfes, overriding learning_rate (high NFEs start near 50 dB: smaller steps)
     c.data_range = 2.0
