@@ -23,6 +23,7 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxsample._files import write_json, write_text
@@ -32,15 +33,15 @@ from jaxsample.distill import progressive
 __all__ = ["train_and_evaluate", "markdown"]
 
 #: The teachers this study distils, with their training data.
-TEACHERS = ("digits_vp", "checkerboard_flow")
+TEACHERS = ("digits_vp", "fashion_vp", "checkerboard_flow")
 
 
 def _batches(config, task):
     """The training batches the student sees (the teacher's own data)."""
     from jaxsample import data
 
-    if task.dataset == "digits":
-        images, _ = data.load_digits("train")
+    if task.dataset in ("digits", "fashion_mnist"):
+        images, _ = data.load_digits("train") if task.dataset == "digits" else data.load_fashion_mnist("train")
         return data.ArrayBatcher({"x": images}, config.batch_size, seed=config.seed)
     return data.toy_batches(task.dataset, config.batch_size, seed=config.seed)
 
@@ -49,11 +50,22 @@ def _scorer(config, task):
     """``(metric name, score(x))``: digits Frechet distance, or sliced W2 to exact data samples."""
     from jaxsample import metrics
 
-    if task.dataset == "digits":
+    if task.has_image_features:  # digits or Fashion-MNIST classifier features
         return "fd", task.frechet_distance
     reference = np.asarray(task.data_samples(jax.random.key(config.eval_seed + 1), config.num_eval))
     return "sliced_w2", lambda x: float(metrics.sliced_wasserstein(np.asarray(x), reference,
                                                                   key=jax.random.key(123)))
+
+
+def _shipped_reference(teacher: str):
+    """The demo's shipped ground truth of ``teacher`` (noise, Dopri8 target, interval), or None."""
+    from jaxsample._assets import asset_path
+
+    filename = asset_path("demo", f"{teacher}_reference.npz")
+    if not os.path.exists(filename):
+        return None
+    with np.load(filename) as f:
+        return {k: np.asarray(f[k]) for k in ("noise", "target", "t_start", "t_end")}
 
 
 def _bns_comparison(config, teacher, noise, score):
@@ -69,11 +81,16 @@ def _bns_comparison(config, teacher, noise, score):
     if not solvers:
         raise ValueError(f"config.compare_bns: no BNS solver is shipped for teacher {config.teacher!r}")
     ode_cache = {}
+    shipped = _shipped_reference(config.teacher)
 
     def ode(t_start, t_end):
         key = (float(t_start), float(t_end))
         if key not in ode_cache:
-            x = reference_sample(teacher, noise, t_start=t_start, t_end=t_end, rtol=rtol, atol=rtol)
+            if shipped is not None and np.allclose(key, (shipped["t_start"], shipped["t_end"]), rtol=1e-6) \
+                    and shipped["noise"].shape == noise.shape and np.array_equal(shipped["noise"], np.asarray(noise)):
+                x = jnp.asarray(shipped["target"])  # the shipped ODE solution of this very noise (Dopri8)
+            else:
+                x = reference_sample(teacher, noise, t_start=t_start, t_end=t_end, rtol=rtol, atol=rtol)
             ode_cache[key] = (x, score(x))
         return ode_cache[key]
 
@@ -132,7 +149,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     if config.teacher not in TEACHERS:
         raise ValueError(f"config.teacher must be one of {TEACHERS}, got {config.teacher!r}")
-    task = tasks.load_task(config.teacher)
+    task = tasks.load_task(config.teacher, edm_interval=config.get("edm_interval", False))
     teacher = task.model
     module, params = task.network()
     batch_fn = _batches(config, task)
@@ -140,6 +157,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     schedule = progressive.halving_schedule(config.start_steps, config.final_steps)
     noise = task.noise(jax.random.key(config.eval_seed), config.num_eval)
     t_start, t_end = config.get("t_start"), config.get("t_end")
+    if config.get("edm_interval", False):  # sigma / alpha from 80 to 0.002, the BNS solvers' interval
+        t_start, t_end = task.t_start, task.t_end
 
     def grid(n):
         return get_grid(config.grid, teacher.path, n, t_start=t_start, t_end=t_end)
