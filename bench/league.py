@@ -17,7 +17,8 @@ is sampled with the labels its ground truth was solved with. Methods:
 - ``dpm_solver_v3``: DPM-Solver-v3 with statistics calibrated here (when the module is present);
 - ``bns``: the shipped BNS solver at this NFE (where one is shipped);
 - ``amed``: AMED-Solver trained here with its official recipe (odd NFE, AFS), mixture only by default;
-- ``adasde``: AdaSDE (gamma learned; same recipe as AMED's training loop but its own step), mixture only.
+- ``adasde``: AdaSDE (gamma learned; same recipe as AMED's training loop but its own step), mixture only;
+- ``progressive``: the progressive-distillation students of ``--progressive-results`` (read, not re-run).
 
 Costs: learned parameters and the model evaluations spent to learn or calibrate them (0 for the
 training-free rows), and the wall time of that on this machine.
@@ -253,8 +254,35 @@ def adasde(ctx, nfe):
             "cost_evals": 32 * 128 * (16 * steps + 2 * steps), "seconds": seconds}
 
 
+def progressive(ctx, nfe):
+    """The progressive-distillation student with ``nfe`` DDIM steps, read from the study's results
+    (``--progressive-results``: experiments/progressive, run with the teacher's shipped ground-truth
+    noise and interval, so its PSNR and FD are of these very noises); not re-trained here."""
+    import json
+
+    path = getattr(ctx, "progressive_results", None)
+    if not path:
+        return None
+    with open(path) as f:
+        res = json.load(f)
+    if res["teacher"] != ctx.task.name or res.get("num_eval") != int(ctx.noise.shape[0]) \
+            or res["config"].get("eval_seed") != 2 or not res["config"].get("edm_interval"):
+        raise ValueError(f"{path}: not scored on {ctx.task.name}'s shipped ground-truth noises (eval_seed 2, "
+                         f"EDM interval, {int(ctx.noise.shape[0])} samples)")
+    batch, evals, seconds = res["config"]["batch_size"], 0, 0.0
+    for r in res["rounds"]:  # cumulative: every round down to this step count
+        evals += r["num_steps"] * batch * 5  # two teacher calls + the student's forward and backward
+        seconds += r["train_seconds"]
+        if r["student_steps"] == nfe:
+            return {"detail": f"progressive student (DDIM, {sum(q['num_steps'] for q in res['rounds'][:r['round'] + 1])}"
+                              f" steps of batch {batch}; from {os.path.basename(path)})",
+                    "psnr_db": r["student_psnr_db"], "score": r["student_metric"], "params": None,
+                    "cost_evals": evals, "seconds": seconds}
+    return None
+
+
 METHODS = {"classical": classical, "unic": unic, "gits": gits, "ld3": ld3, "deis_sn": deis_sn,
-           "dpm_solver_v3": dpm_solver_v3, "bns": bns, "amed": amed, "adasde": adasde}
+           "dpm_solver_v3": dpm_solver_v3, "bns": bns, "amed": amed, "adasde": adasde, "progressive": progressive}
 TRAINED = ("ld3", "amed", "adasde")
 
 
@@ -283,6 +311,8 @@ def main(argv=None):
     p.add_argument("--merge", action="store_true", help="keep the rows of other methods already in --out")
     p.add_argument("--v3-samples", type=int, default=V3_SAMPLES,
                    help=f"teacher samples of DPM-Solver-v3's calibration (default {V3_SAMPLES}; the official stats use 1024 or 4096)")
+    p.add_argument("--progressive-results", default=None,
+                   help="results JSON of experiments/progressive scored on this teacher's shipped noises (its students' rows)")
     p.add_argument("--replot", action="store_true", help="only rewrite the table and plots of an existing --out")
     args = p.parse_args(argv)
     if args.replot:
@@ -292,6 +322,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     ctx = Context(args.teacher, args.samples)
     ctx.v3_samples = args.v3_samples
+    ctx.progressive_results = args.progressive_results
     ctx.grids = lambda n: [(g, get_grid(g, ctx.model.path, n, **ctx.interval)) for g in args.grids]
     methods = [m for m in args.methods if not (args.no_train and m in TRAINED)]
     rows = []
