@@ -176,10 +176,10 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
         if main:
             print(f"NFE {nfe:3d}: BNS {bns_test:6.2f} dB | best baseline {row['best_baseline']} {base_test:6.2f} dB "
                   f"| gain {row['gain_db']:+.2f} dB{fd_text} | {row['seconds']:.0f} s", flush=True)
-    if main:
-        write_json(os.path.join(workdir, "results.json"),
-                   {"rows": rows, "config": config.to_dict(), "pairs_seconds": pairs_seconds,
-                    "pairs_generated": sum(generated),
-                    "num_test": config.num_test, "teacher_train_seconds": teacher_seconds,
-                    "num_devices": num_devices, "reference_fd": reference_fd})
+            # after every NFE: a run stopped later keeps the rows it finished
+            write_json(os.path.join(workdir, "results.json"),
+                       {"rows": rows, "config": config.to_dict(), "pairs_seconds": pairs_seconds,
+                        "pairs_generated": sum(generated),
+                        "num_test": config.num_test, "teacher_train_seconds": teacher_seconds,
+                        "num_devices": num_devices, "reference_fd": reference_fd})
     return rows
