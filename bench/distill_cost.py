@@ -17,7 +17,8 @@ one sample (a backward pass counts 2, the forward pass recomputed under remateri
   DDIM calls without gradient, the student's forward and backward).
 
 "BNS to reach the student": the same count up to the first validation pass whose PSNR is at least
-the progressive student's PSNR against the exact ODE at that NFE (both measured against the
+the progressive student's PSNR against the exact ODE at that NFE (at step 0, the best classical
+solver BNS starts from, only the validation pairs and the search count) (both measured against the
 teacher's ODE solution; BNS's on its validation pairs, the student's on the demo's 256 noises).
 When BNS never reaches it, the row says so and compares Frechet distances instead.
 Wall times are the runs' own (BNS: pairs + search + training; progressive: its rounds), on the
@@ -61,15 +62,16 @@ def bns_costs(results: dict, path) -> dict:
 
     spec = {**FIXED_GRID, **(c.get("fixed_grid") or {})}
     per_pair = registry.get(spec["solver"]).make().nfe(int(spec["steps"]))
-    pairs = (c["num_train"] + c["num_val"]) * per_pair
+    pairs, val_pairs = (c["num_train"] + c["num_val"]) * per_pair, c["num_val"] * per_pair
     out = {}
     for row in results["rows"]:
         nfe = row["nfe"]
         search = _baseline_candidates(c, path, nfe) * c["num_val"] * nfe
         log = row.get("validation") or []
 
-        def at(step, evaluations):
-            return pairs + search + step * c["batch_size"] * nfe * 4 + evaluations * c["num_val"] * nfe
+        def at(step, evaluations):  # at step 0 (the best classical solver) no training pairs are needed
+            return (pairs if step else val_pairs) + search + step * c["batch_size"] * nfe * 4 \
+                + evaluations * c["num_val"] * nfe
 
         stopped = row.get("stopped_at", c["num_steps"])
         out[nfe] = {"pairs": pairs, "pairs_per_pair": per_pair, "search": search,
