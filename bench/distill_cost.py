@@ -82,12 +82,16 @@ def bns_costs(results: dict, path) -> dict:
 
 
 def progressive_costs(results: dict) -> dict:
+    """Per student step count: the cumulative cost of every round down to it (optimizer steps, model
+    evaluations, seconds) and the student's scores."""
     batch = results["config"]["batch_size"]
-    out, evals, seconds = {}, 0, 0.0
+    out, steps, evals, seconds = {}, 0, 0, 0.0
     for r in results["rounds"]:
+        steps += r["num_steps"]
         evals += r["num_steps"] * batch * 5
         seconds += r["train_seconds"]
-        out[r["student_steps"]] = {"model_evals": evals, "seconds": seconds, "psnr_db": r.get("student_psnr_db"),
+        out[r["student_steps"]] = {"optimizer_steps": steps, "model_evals": evals, "seconds": seconds,
+                                   "psnr_db": r.get("student_psnr_db"),
                                    "fd": r.get("student_metric"), "bns_psnr_db_same_noise": r.get("bns_psnr_db"),
                                    "bns_fd_same_noise": r.get("bns_metric")}
     return out

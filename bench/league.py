@@ -50,6 +50,7 @@ from jaxsample.distill._fit_solver import trainable_leaves  # noqa: E402
 from jaxsample.grids import get_grid  # noqa: E402
 from jaxsample.solvers import registry  # noqa: E402
 from _common import environment, write_json  # noqa: E402
+from distill_cost import progressive_costs  # noqa: E402
 
 NFES = (3, 4, 5, 6, 8, 10, 16)
 GRIDS = ("quadratic", "logsnr", "edm", "time_uniform")
@@ -269,16 +270,13 @@ def progressive(ctx, nfe):
             or res["config"].get("eval_seed") != 2 or not res["config"].get("edm_interval"):
         raise ValueError(f"{path}: not scored on {ctx.task.name}'s shipped ground-truth noises (eval_seed 2, "
                          f"EDM interval, {int(ctx.noise.shape[0])} samples)")
-    batch, evals, seconds = res["config"]["batch_size"], 0, 0.0
-    for r in res["rounds"]:  # cumulative: every round down to this step count
-        evals += r["num_steps"] * batch * 5  # two teacher calls + the student's forward and backward
-        seconds += r["train_seconds"]
-        if r["student_steps"] == nfe:
-            return {"detail": f"progressive student (DDIM, {sum(q['num_steps'] for q in res['rounds'][:r['round'] + 1])}"
-                              f" steps of batch {batch}; from {os.path.basename(path)})",
-                    "psnr_db": r["student_psnr_db"], "score": r["student_metric"], "params": None,
-                    "cost_evals": evals, "seconds": seconds}
-    return None
+    cost = progressive_costs(res).get(nfe)
+    if cost is None:
+        return None
+    return {"detail": f"progressive student (DDIM, {cost['optimizer_steps']} steps of batch "
+                      f"{res['config']['batch_size']}; from {os.path.basename(path)})",
+            "psnr_db": cost["psnr_db"], "score": cost["fd"], "params": None, "cost_evals": cost["model_evals"],
+            "seconds": cost["seconds"]}
 
 
 METHODS = {"classical": classical, "unic": unic, "gits": gits, "ld3": ld3, "deis_sn": deis_sn,

@@ -1,20 +1,15 @@
 """bench/distill_cost.py counts model evaluations from the runs' recorded settings: checked on
 small hand-made results whose counts are worked out by hand."""
 
-import importlib.util
 import json
-import pathlib
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests.helpers import load_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("distill_cost", ROOT / "bench" / "distill_cost.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/distill_cost.py")
 
 
 def _bns_results(ground_truth="fixed_grid"):

@@ -1,24 +1,18 @@
 """bench/league.py, cut down: it writes its JSON, table and plot, and its rows are the methods'
 own numbers (the shipped BNS solver at NFE 4 scores what it scores directly)."""
 
-import importlib.util
 import json
-import pathlib
 
 import jax
 import jax.numpy as jnp
 import pytest
 
 import jaxsample as js
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests.helpers import load_script
 
 
 def _league():
-    spec = importlib.util.spec_from_file_location("league", ROOT / "bench" / "league.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/league.py")
 
 
 def test_league_writes_its_tables_and_scores_bns_as_it_is(tmp_path):

@@ -57,21 +57,11 @@ def _scorer(config, task):
                                                                   key=jax.random.key(123)))
 
 
-def _shipped_reference(teacher: str):
-    """The demo's shipped ground truth of ``teacher`` (noise, Dopri8 target, interval), or None."""
-    from jaxsample._assets import asset_path
-
-    filename = asset_path("demo", f"{teacher}_reference.npz")
-    if not os.path.exists(filename):
-        return None
-    with np.load(filename) as f:
-        return {k: np.asarray(f[k]) for k in ("noise", "target", "t_start", "t_end")}
-
-
 def _bns_comparison(config, teacher, noise, score):
     """``compare(n, student_x, teacher_x, ts) -> dict`` for :func:`train_and_evaluate`: the exact
     ODE over the DDIM grid ``ts``'s interval (computed once) and, at every ``n`` with a shipped
     BNS solver, that solver and the exact ODE over its interval, all from ``noise``."""
+    from jaxsample import demo
     from jaxsample.distill import bns
     from jaxsample.metrics import psnr
     from jaxsample.sampling import reference_sample, sample
@@ -81,13 +71,16 @@ def _bns_comparison(config, teacher, noise, score):
     if not solvers:
         raise ValueError(f"config.compare_bns: no BNS solver is shipped for teacher {config.teacher!r}")
     ode_cache = {}
-    shipped = _shipped_reference(config.teacher)
+    try:  # the demo's shipped ground truth of this teacher (noise, Dopri8 target, interval)
+        shipped = demo.reference(config.teacher)
+    except FileNotFoundError:
+        shipped = None
 
     def ode(t_start, t_end):
         key = (float(t_start), float(t_end))
         if key not in ode_cache:
             if shipped is not None and np.allclose(key, (shipped["t_start"], shipped["t_end"]), rtol=1e-6) \
-                    and shipped["noise"].shape == noise.shape and np.array_equal(shipped["noise"], np.asarray(noise)):
+                    and np.array_equal(shipped["noise"], np.asarray(noise)):
                 x = jnp.asarray(shipped["target"])  # the shipped ODE solution of this very noise (Dopri8)
             else:
                 x = reference_sample(teacher, noise, t_start=t_start, t_end=t_end, rtol=rtol, atol=rtol)
