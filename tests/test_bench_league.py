@@ -30,3 +30,28 @@ def test_league_writes_its_tables_and_scores_bns_as_it_is(tmp_path):
     solver = js.distill.bns.shipped("gmm_vp_cosine", nfes=[4])[4]
     x = js.sample(task.model, solver, jnp.asarray(solver.times), noise)
     assert rows["bns"]["psnr_db"] == pytest.approx(task.psnr(x, target), abs=1e-3)
+
+
+def test_league_reads_the_best_catch_up_student_per_nfe(tmp_path):
+    """The catch_up rows are the study's own numbers (best CUD variant by PSNR at each NFE, its cost);
+    results of another teacher are refused, not mixed in."""
+    league = _league()
+
+    def row(method, psnr, fd, evals):
+        return {"name": method, "method": method, "num_steps": 400, "batch_size": 64, "model_evals": evals,
+                "train_seconds": 10.0, "reference": {"4": {"psnr_db": psnr, "fd": fd}}}
+
+    res = {"teacher": "fashion_flow", "rows": [row("flow_matching", 40.0, 1.0, 1), row("rk12", 25.0, 30.0, 2),
+                                                row("rk23", 26.5, 35.0, 3)]}
+    path = tmp_path / "cu.json"
+    path.write_text(json.dumps(res))
+    out = tmp_path / "league.json"
+    league.main(["--teacher", "fashion_flow", "--out", str(out), "--nfes", "4", "8", "--methods", "catch_up",
+                 "--catch-up-results", str(path)])
+    rows = json.load(open(out))["rows"]
+    assert [(r["nfe"], r["psnr_db"], r["score"], r["cost_evals"]) for r in rows] == [(4, 26.5, 35.0, 3)]
+    assert "rk23" in rows[0]["detail"]
+    path.write_text(json.dumps({**res, "teacher": "digits_flow"}))
+    league.main(["--teacher", "fashion_flow", "--out", str(out), "--nfes", "4", "--methods", "catch_up",
+                 "--catch-up-results", str(path)])
+    assert json.load(open(out))["rows"][0]["detail"].startswith("failed: ValueError")

@@ -45,3 +45,35 @@ def test_catch_up_study_scores_every_method_and_resumes(tmp_path):
     again = json.load(open(tmp_path / "results.json"))
     assert _scores(again["rows"]) == _scores(rows)
     assert [r["train_seconds"] for r in again["rows"]] == [r["train_seconds"] for r in rows]
+
+
+def test_training_cost_counts_the_backward_pass_twice_and_every_look_ahead():
+    # flow matching: forward + backward (3); RK12 adds one look-ahead, RK23 three, RK34 five
+    assert [train.model_evaluations(m, 10, 4) for m in ("flow_matching", "rk12", "rk23", "rk34")] == \
+        [120, 160, 240, 320]
+
+
+@pytest.mark.serial
+def test_reference_scores_are_euler_on_the_shipped_ground_truth(tmp_path):
+    """The study's ``reference`` scores of the untrained start (the teacher's weights in the catch-up
+    wrapper) equal Euler with the shipped fashion_flow model on the ground truth's own noises, labels
+    and interval, scored against its exact ODE solutions: the numbers the league reads."""
+    import jax.numpy as jnp
+    import ml_collections
+    import numpy as np
+
+    import jaxsample as js
+    from jaxsample import demo, grids, tasks
+
+    task = tasks.load_task("fashion_flow")
+    start = train.nets.network_model(*train._network(
+        ml_collections.ConfigDict({"net": None, "init": "teacher"}), task),
+        train.catch_up.RectifiedFlow(), "velocity")
+    got = train._evaluate_on_reference(start, task, (2,))["2"]
+    ref = demo.reference("fashion_flow")
+    ts = grids.uniform(task.model.path, 2, t_start=float(ref["t_start"]), t_end=float(ref["t_end"]))
+    x = js.sample(task.model, js.solvers.euler(), ts, jnp.asarray(ref["noise"]),
+                  cond={"label": jnp.asarray(ref["label"])})
+    assert got["psnr_db"] == pytest.approx(task.psnr(np.asarray(x), ref["target"]), abs=1e-3)
+    assert got["fd"] == pytest.approx(task.frechet_distance(np.asarray(x)), rel=1e-4)
+    assert 10 < got["psnr_db"] < 30  # two Euler steps: far from the exact solution, not garbage
