@@ -94,9 +94,26 @@ class Context:
         other = self.task.log_likelihood(x) if self.task.mixture is not None else self.task.frechet_distance(x)
         return psnr, float(other)
 
-    def run(self, solver, ts):
+    def run(self, solver, ts, noise=None, cond=None):
+        """Samples of ``solver`` on ``ts`` from the league's noises (or ``noise`` with ``cond``)."""
         key = jax.random.key(0) if solver.is_stochastic else None
-        return js.sample(self.model, solver, ts, self.noise, key=key, cond=self.cond, check_finite=False)
+        noise, cond = (self.noise, self.cond) if noise is None else (noise, cond or {})
+        return js.sample(self.model, solver, ts, noise, key=key, cond=cond, check_finite=False)
+
+    def conditioning(self, num, seed):
+        """Labels for ``num`` training or calibration samples of a class-conditional teacher (else None)."""
+        cond = self.task.conditioning(num, seed)
+        return {k: jnp.asarray(v) for k, v in cond.items()} or None
+
+    def fresh_fd(self, draw, num):
+        """Frechet distance of ``num`` samples ``draw(noise, cond)`` from fresh noises (seed 4096, labels
+        drawn uniformly), in batches of 256: the distribution score on more samples than have ground truth."""
+        noise = js.initial_noise(jax.random.key(4096), (num, *self.shape))
+        cond = self.conditioning(num, 4096) or {}
+        xs = [np.asarray(draw(noise[i:i + 256], {k: v[i:i + 256] for k, v in cond.items()}))
+              for i in range(0, num, 256)]
+        x = np.concatenate(xs)
+        return float(self.task.frechet_distance(x)) if np.all(np.isfinite(x)) else float("nan")
 
 
 def _best(ctx, candidates, nfe):
@@ -111,8 +128,14 @@ def _best(ctx, candidates, nfe):
             except Exception:  # singular on this path
                 continue
             if math.isfinite(psnr) and (best is None or psnr > best["psnr_db"]):
-                best = {"detail": f"{name} [{grid}]", "psnr_db": psnr, "score": other}
+                best = {"detail": f"{name} [{grid}]", "psnr_db": psnr, "score": other,
+                        "draw": _drawer(ctx, solver, ts)}
     return best
+
+
+def _drawer(ctx, solver, ts):
+    """``draw(noise, cond)``: samples of ``solver`` on ``ts`` (for the fresh-noise Frechet distance)."""
+    return lambda noise, cond: ctx.run(solver, ts, noise, cond)
 
 
 def classical(ctx, nfe):
@@ -142,7 +165,7 @@ def gits(ctx, nfe):
         ts = ts_t[np.asarray(G.dynamic_programming(cost, nfe // solver.nfe(1)))]
         psnr, other = ctx.score(ctx.run(solver, ts))
         if math.isfinite(psnr) and (best is None or psnr > best["psnr_db"]):
-            best = {"detail": f"{name} [gits]", "psnr_db": psnr, "score": other}
+            best = {"detail": f"{name} [gits]", "psnr_db": psnr, "score": other, "draw": _drawer(ctx, solver, ts)}
     if best:
         best.update(params=nfe - 1, cost_evals=256 * (60 + 61), seconds=seconds)
     return best
@@ -153,7 +176,7 @@ def ld3(ctx, nfe):
 
     if "ld3_pairs" not in ctx.cache:
         t0 = time.perf_counter()
-        pairs = L.make_pairs(ctx.model, 100, ctx.shape, seed=77, **ctx.interval)
+        pairs = L.make_pairs(ctx.model, 100, ctx.shape, seed=77, cond=ctx.conditioning(100, 77), **ctx.interval)
         ctx.cache["ld3_pairs"] = (pairs, time.perf_counter() - t0)
     pairs, pair_seconds = ctx.cache["ld3_pairs"]
     train = {k: v[:50] for k, v in pairs.items()}
@@ -163,10 +186,11 @@ def ld3(ctx, nfe):
     grid = L.distill(ctx.model, solver, nfe, train, val, t_max=ctx.interval["t_start"], t_min=ctx.interval["t_end"],
                      progress=False)
     seconds = time.perf_counter() - t0 + pair_seconds
-    psnr, other = ctx.score(grid.sample(ctx.model, solver, ctx.noise))
+    psnr, other = ctx.score(grid.sample(ctx.model, solver, ctx.noise, cond=ctx.cond))
     # 100 teacher samples of 20 calls, then 7 rounds over 50 + 50 pairs (forward + backward ~ 3 calls a step)
     return {"detail": "unipc_bh1_3 [ld3]", "psnr_db": psnr, "score": other, "params": 2 * (nfe + 1),
-            "cost_evals": 100 * 20 + 7 * 100 * 3 * nfe, "seconds": seconds}
+            "cost_evals": 100 * 20 + 7 * 100 * 3 * nfe, "seconds": seconds,
+            "draw": lambda noise, cond: grid.sample(ctx.model, solver, noise, cond=cond, check_finite=False)}
 
 
 def deis_sn(ctx, nfe):
@@ -190,6 +214,9 @@ def dpm_solver_v3(ctx, nfe):
     except ImportError:
         return None
     samples = ctx.v3_samples
+    if ctx.cond:  # its calibration takes no conditioning
+        return {"detail": "not run: DPM-Solver-v3's calibration here takes no class labels", "psnr_db": float("nan"),
+                "score": float("nan")}
     if "v3" not in ctx.cache:
         t0 = time.perf_counter()
         ems = V.calibrate(ctx.model, ctx.shape, num_samples=samples, num_lambdas=V3_LAMBDAS, progress=False,
@@ -216,6 +243,7 @@ def bns(ctx, nfe):
     # counts the n (n + 5) / 2 free ones)
     leaves = trainable_leaves(solver)[0]
     return {"detail": "bns (shipped)", "psnr_db": psnr, "score": other,
+            "draw": _drawer(ctx, solver, jnp.asarray(solver.times)),
             "params": int(sum(np.size(a) for a in leaves.values())), "cost_evals": None, "seconds": None}
 
 
@@ -226,13 +254,16 @@ def amed(ctx, nfe):
         return None
     points = (nfe + 1) // 2 + 1  # NFE = 2 (N - 1) - 1 with AFS
     t0 = time.perf_counter()
+    cond_fn = (lambda num, step: ctx.conditioning(num, 50_000 + step)) if ctx.cond else None
     solver, _ = A.distill(ctx.model, ctx.shape, num_points=points, num_trajectories=4096, batch_size=128,
-                          progress=False, grid_kwargs=ctx.interval)
+                          progress=False, grid_kwargs=ctx.interval, cond_fn=cond_fn,
+                          val_cond=ctx.conditioning(512, 1) if ctx.cond else None)
     seconds = time.perf_counter() - t0
     psnr, other = ctx.score(ctx.run(solver, jnp.asarray(solver.times)))
     steps = points - 1
     return {"detail": "amed [time_uniform, AFS]", "psnr_db": psnr, "score": other, "params": 2 * steps,
-            "cost_evals": 4096 * (4 * steps + 2 * steps), "seconds": seconds}
+            "cost_evals": 4096 * (4 * steps + 2 * steps), "seconds": seconds,
+            "draw": _drawer(ctx, solver, jnp.asarray(solver.times))}
 
 
 def adasde(ctx, nfe):
@@ -245,17 +276,18 @@ def adasde(ctx, nfe):
     ts = get_grid("time_uniform", ctx.model.path, steps, **ctx.interval)
     import functools
 
+    cond_fn = (lambda num, step: ctx.conditioning(num, 60_000 + step)) if ctx.cond else None
     train = functools.partial(D.fresh_pairs, ctx.model, ts, 128, ctx.shape, seed=0, teacher="official",
-                              grid="time_uniform", grid_kwargs=ctx.interval)
+                              grid="time_uniform", grid_kwargs=ctx.interval, cond_fn=cond_fn)
     val = D.make_pairs(ctx.model, ts, 256, ctx.shape, seed=1, teacher="official", grid="time_uniform",
-                       grid_kwargs=ctx.interval)
+                       grid_kwargs=ctx.interval, cond=ctx.conditioning(256, 1))
     t0 = time.perf_counter()
     solver, _ = D.distill(ctx.model, spec, ts, train, val, num_steps=32, batch_size=128, learning_rate=0.2,
                           update="per_step", schedule="official", loss="official", progress=False)
     seconds = time.perf_counter() - t0
     psnr, other = ctx.score(ctx.run(solver, ts))
     return {"detail": "adasde [time_uniform, AFS]", "psnr_db": psnr, "score": other, "params": 4 * steps,
-            "cost_evals": 32 * 128 * (16 * steps + 2 * steps), "seconds": seconds}
+            "cost_evals": 32 * 128 * (16 * steps + 2 * steps), "seconds": seconds, "draw": _drawer(ctx, solver, ts)}
 
 
 def progressive(ctx, nfe):
@@ -340,6 +372,9 @@ def main(argv=None):
                    help=f"teacher samples of DPM-Solver-v3's calibration (default {V3_SAMPLES}; the official stats use 1024 or 4096)")
     p.add_argument("--progressive-results", default=None,
                    help="results JSON of experiments/progressive scored on this teacher's shipped noises (its students' rows)")
+    p.add_argument("--fd-samples", type=int, default=0,
+                   help="also score each image-teacher row's sampler by Frechet distance on this many fresh noises "
+                        "(0: only on the ground truth's noises)")
     p.add_argument("--catch-up-results", default=None,
                    help="results JSON of experiments/catch_up run with reference_nfes on this teacher (its students' rows)")
     p.add_argument("--replot", action="store_true", help="only rewrite the table and plots of an existing --out")
@@ -348,6 +383,10 @@ def main(argv=None):
         return replot(args.out)
     if args.v3_samples < 2:
         p.error("--v3-samples must be at least 2")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        p.error(f"--out {args.out!r}: its folder does not exist")
+    if args.fd_samples < 0:
+        p.error(f"--fd-samples must be >= 0, got {args.fd_samples}")
     t0 = time.perf_counter()
     ctx = Context(args.teacher, args.samples)
     ctx.v3_samples = args.v3_samples
@@ -372,6 +411,9 @@ def main(argv=None):
                        "score": float("nan")}
             if row is None:
                 continue
+            draw = row.pop("draw", None)
+            if args.fd_samples and draw is not None and ctx.task.mixture is None and math.isfinite(row["psnr_db"]):
+                row["fd_fresh"] = ctx.fresh_fd(draw, args.fd_samples)
             row = {"task": args.teacher, "method": m, "nfe": nfe, "params": 0, "cost_evals": 0,
                    "seconds": 0.0, **row, "wall_s": time.perf_counter() - t1}
             rows.append(row)
@@ -400,6 +442,10 @@ def write_outputs(out, teacher, rows, nfes, num_samples, score_name):
              + markdown(rows, nfes, "psnr_db", "{:.2f}")
              + f"\n## {teacher}: {score_name} of the same samples\n\n"
              + markdown(rows, nfes, "score", "{:.2f}"))
+    fresh = [r for r in rows if r.get("fd_fresh") is not None]
+    if fresh:
+        table += (f"\n## {teacher}: Frechet distance on fresh noises (--fd-samples; the sampler each row "
+                  "chose on the noises above)\n\n" + markdown(rows, nfes, "fd_fresh", "{:.2f}"))
     stem = os.path.splitext(out)[0]
     write_text(stem + ".md", table)
     panels = {m: [{"solver": m, "nfe": r["nfe"], "psnr_db": r["psnr_db"]} for r in rows if r["method"] == m]

@@ -55,3 +55,19 @@ def test_league_reads_the_best_catch_up_student_per_nfe(tmp_path):
     league.main(["--teacher", "fashion_flow", "--out", str(out), "--nfes", "4", "--methods", "catch_up",
                  "--catch-up-results", str(path)])
     assert json.load(open(out))["rows"][0]["detail"].startswith("failed: ValueError")
+
+
+def test_fresh_noise_frechet_distance_is_the_chosen_samplers_on_new_noises(tmp_path):
+    """--fd-samples scores the row's own sampler (here the shipped BNS solver) on fresh noises (seed 4096),
+    not the ground truth's 256."""
+    league = _league()
+    out = tmp_path / "league.json"
+    league.main(["--teacher", "fashion_vp", "--out", str(out), "--nfes", "4", "--methods", "bns",
+                 "--fd-samples", "256"])
+    row = json.load(open(out))["rows"][0]
+    task = js.tasks.load_task("fashion_vp")
+    solver = js.distill.bns.shipped("fashion_vp", nfes=[4])[4]
+    x = js.sample(task.model, solver, jnp.asarray(solver.times), js.initial_noise(jax.random.key(4096), (256, 28, 28, 1)))
+    assert row["fd_fresh"] == pytest.approx(task.frechet_distance(x), rel=1e-4)
+    assert row["fd_fresh"] != pytest.approx(row["score"], rel=1e-3)  # other noises, another number
+    assert "fresh noises" in (tmp_path / "league.md").read_text()
