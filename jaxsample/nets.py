@@ -278,8 +278,14 @@ class PatchTransformer(nn.Module):
                                  2, axis=-1)
         h = nn.LayerNorm(use_bias=False, use_scale=False)(h) * (1 + scale) + shift
         out = nn.Dense(p * p * c, kernel_init=nn.initializers.zeros)(h)
-        out = out.reshape(b, hh // p, ww // p, p, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, hh, ww, c)
-        return out.astype(x.dtype)
+        return self.from_final_layer(out, x).astype(x.dtype)
+
+    def from_final_layer(self, y, x):
+        """The image of shape ``x.shape`` from the final layer's patch tokens ``y`` (batch, patches,
+        patch * patch * C): used by :class:`~jaxsample.distill.catch_up.CatchUpNet`'s extra heads."""
+        b, hh, ww, c = x.shape
+        p = self.patch
+        return y.reshape(b, hh // p, ww // p, p, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, hh, ww, c)
 
 
 class DigitsClassifier(nn.Module):

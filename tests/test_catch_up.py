@@ -117,6 +117,25 @@ def test_catch_up_net_heads_and_teacher_init():
     assert catch_up.final_layer_name(unet, img) == "Conv_3"
 
 
+def test_patch_transformer_heads_fold_tokens_back_into_images():
+    """A PatchTransformer's final Dense gives patch tokens; its extra heads go through
+    from_final_layer, so fine-tuned from trained weights every head equals the base's image output."""
+    net = nets.PatchTransformer(patch=4, dim=16, depth=1, heads=2, num_classes=3)
+    img = jax.random.normal(jax.random.key(0), (2, 8, 8, 1))
+    label, t = jnp.array([0, 2]), jnp.array([0.3, 0.8])
+    base_params = net.init(jax.random.key(1), img, t, label=label)["params"]
+    # a non-zero final layer, so that a wrong fold (e.g. a plain reshape) would show
+    base_params = jax.tree_util.tree_map(lambda a: a, base_params)
+    final = catch_up.final_layer_name(net, img, label=label)
+    base_params[final]["kernel"] = jax.random.normal(jax.random.key(2), base_params[final]["kernel"].shape)
+    params = catch_up.init_catch_up_params(net, 3, img, base_params=base_params, example_cond={"label": label})
+    heads = catch_up.CatchUpNet(net, 3).apply({"params": params}, img, t, label=label, all_heads=True)
+    want = net.apply({"params": base_params}, img, t, label=label)
+    assert heads.shape == (3, 2, 8, 8, 1)
+    for j in range(3):
+        np.testing.assert_allclose(heads[j], want, rtol=1e-5, atol=1e-5)
+
+
 def test_loss_masks_targets_and_weights():
     # Constant network v = 0: every catch-up target is 0 where the look-ahead fits and v* elsewhere;
     # with weights (w_c, w_g) the fixed loss is sum_j 0.5 (w_c mse_c + w_g mse_g).

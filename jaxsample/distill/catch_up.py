@@ -167,8 +167,20 @@ class CatchUpNet(nn.Module):
                                name=f"head_{j}")
             else:
                 head = nn.Dense(final.features, name=f"head_{j}")
-            outs.append(head(feats).astype(out.dtype))
+            outs.append(_head_output(self.base, head(feats), x, out))
         return jnp.stack(outs) if all_heads else out
+
+
+def _head_output(base, y, x, out):
+    """An extra head's output ``y`` (its final layer's output) in the shape of ``base``'s output
+    ``out``: through ``base.from_final_layer(y, x)`` where ``base`` post-processes its final layer's
+    output (e.g. :class:`~jaxsample.nets.PatchTransformer` folds patch tokens back into an image)."""
+    if hasattr(base, "from_final_layer"):
+        y = base.from_final_layer(y, x)
+    if y.shape != out.shape:
+        raise ValueError(f"base {type(base).__name__}: its final layer gives shape {y.shape} but the network "
+                         f"returns {out.shape}; give it a from_final_layer(y, x) method that maps one to the other")
+    return y.astype(out.dtype)
 
 
 class _Tap:
@@ -267,7 +279,7 @@ class NNXCatchUpNet(nnx.Module):
             return out[None] if all_heads else out
         record = {}
         out = _tapped_call(self.base, [self.final_layer], record, x, t, **cond)
-        return jnp.stack([out] + [head(record["features"]).astype(out.dtype) for head in self.heads])
+        return jnp.stack([out] + [_head_output(self.base, head(record["features"]), x, out) for head in self.heads])
 
 
 def _network(base, num_heads: int, example_x, example_cond=None, *, key=None, base_params=None):
