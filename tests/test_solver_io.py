@@ -138,7 +138,8 @@ def test_every_learned_class_of_the_registry_round_trips(tmp_path):
 
 def test_shipped_bns_solvers_record_their_teacher_and_path():
     for name, path in [("digits_vp", "VPCosine()"), ("gmm_vp_cosine", "VPCosine()"),
-                       ("gmm_rectified_flow", "RectifiedFlow()")]:
+                       ("gmm_rectified_flow", "RectifiedFlow()"), ("fashion_vp", "VPCosine()"),
+                       ("fashion_flow", "RectifiedFlow()")]:
         shipped = js.distill.bns.shipped(name)
         assert shipped, name
         for nfe in shipped:
