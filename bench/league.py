@@ -367,7 +367,8 @@ def main(argv=None):
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--grids", nargs="+", default=list(GRIDS))
     p.add_argument("--no-train", action="store_true", help=f"skip the methods trained here ({', '.join(TRAINED)})")
-    p.add_argument("--merge", action="store_true", help="keep the rows of other methods already in --out")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the rows already in --out of other methods or other NFEs than this run's")
     p.add_argument("--v3-samples", type=int, default=V3_SAMPLES,
                    help=f"teacher samples of DPM-Solver-v3's calibration (default {V3_SAMPLES}; the official stats use 1024 or 4096)")
     p.add_argument("--progressive-results", default=None,
@@ -400,7 +401,7 @@ def main(argv=None):
 
         with open(args.out) as f:
             rows = [{k: (float("nan") if v is None and k in ("psnr_db", "score") else v) for k, v in r.items()}
-                    for r in json.load(f)["rows"] if r["method"] not in methods]
+                    for r in json.load(f)["rows"] if r["method"] not in methods or r["nfe"] not in args.nfes]
     for nfe in args.nfes:
         for m in methods:
             t1 = time.perf_counter()
@@ -427,7 +428,7 @@ def main(argv=None):
     write_json(args.out, {"benchmark": "league", "config": vars(args), "environment": environment(),
                           "num_samples": int(ctx.noise.shape[0]), "seconds": time.perf_counter() - t0,
                           "rows": clean})
-    write_outputs(args.out, args.teacher, rows, args.nfes, int(ctx.noise.shape[0]),
+    write_outputs(args.out, args.teacher, rows, sorted({r["nfe"] for r in rows}), int(ctx.noise.shape[0]),
                   "log-likelihood" if ctx.task.mixture is not None else "Frechet distance")
 
 
@@ -512,7 +513,7 @@ def replot(out):
     rows = [{k: (float("nan") if v is None and k in ("psnr_db", "score") else v) for k, v in r.items()}
             for r in d["rows"]]
     task = d["config"]["teacher"]
-    write_outputs(out, task, rows, d["config"]["nfes"], d["num_samples"],
+    write_outputs(out, task, rows, sorted({r["nfe"] for r in rows}), d["num_samples"],
                   "log-likelihood" if task.startswith("gmm") else "Frechet distance")
 
 

@@ -51,6 +51,10 @@ def test_league_reads_the_best_catch_up_student_per_nfe(tmp_path):
     rows = json.load(open(out))["rows"]
     assert [(r["nfe"], r["psnr_db"], r["score"], r["cost_evals"]) for r in rows] == [(4, 26.5, 35.0, 3)]
     assert "rk23" in rows[0]["detail"]
+    # --merge keeps the rows of the NFEs this run does not redo
+    league.main(["--teacher", "fashion_flow", "--out", str(out), "--nfes", "8", "--methods", "catch_up",
+                 "--catch-up-results", str(path), "--merge"])
+    assert [(r["method"], r["nfe"]) for r in json.load(open(out))["rows"]] == [("catch_up", 4)]
     path.write_text(json.dumps({**res, "teacher": "digits_flow"}))
     league.main(["--teacher", "fashion_flow", "--out", str(out), "--nfes", "4", "--methods", "catch_up",
                  "--catch-up-results", str(path)])
