@@ -333,9 +333,9 @@ def catch_up(ctx, nfe):
         return None
     best = max(rows, key=lambda r: r["reference"][str(nfe)]["psnr_db"])
     score = best["reference"][str(nfe)]
-    return {"detail": f"catch-up {best['name']} student (Euler; {best['num_steps']} steps of batch {best['batch_size']} "
-                      f"from the teacher; from {os.path.basename(path)})",
-            "psnr_db": score["psnr_db"], "score": score["fd"], "params": None, "cost_evals": best["model_evals"],
+    return {"detail": f"catch-up {best['name']} student (Euler; {best.get('num_steps', '?')} steps of batch "
+                      f"{best.get('batch_size', '?')} from the teacher; from {os.path.basename(path)})",
+            "psnr_db": score["psnr_db"], "score": score["fd"], "params": None, "cost_evals": best.get("model_evals"),
             "seconds": best["train_seconds"]}
 
 
