@@ -79,6 +79,7 @@ class Context:
                 self.cond = {"label": jnp.asarray(ref["label"][:n])}
         else:
             self.interval = self.task.interval
+            self.shipped_noises = None  # no shipped ground truth: the exact solutions are solved here
             self.noise = js.initial_noise(jax.random.key(2024), (samples, *self.task.sample_shape))
             self.target = np.asarray(js.reference_sample(self.model, self.noise, rtol=1e-6, atol=1e-6,
                                                          **self.interval))
@@ -325,9 +326,9 @@ def catch_up(ctx, nfe):
         return None
     with open(path) as f:
         res = json.load(f)
-    if res.get("teacher") != ctx.task.name or int(ctx.noise.shape[0]) != getattr(ctx, "shipped_noises", None):
+    if res.get("teacher") != ctx.task.name or int(ctx.noise.shape[0]) != ctx.shipped_noises:
         raise ValueError(f"{path}: catch-up students of {res.get('teacher')!r} scored on the shipped ground truth's "
-                         f"{getattr(ctx, 'shipped_noises', None)} noises; the league runs {ctx.task.name!r} on {int(ctx.noise.shape[0])}")
+                         f"{ctx.shipped_noises} noises; the league runs {ctx.task.name!r} on {int(ctx.noise.shape[0])}")
     rows = [r for r in res["rows"] if r["method"].startswith("rk") and str(nfe) in r.get("reference", {})]
     if not rows:
         return None

@@ -128,12 +128,10 @@ def _evaluate(model, evaluate, noise, cond, euler_steps, heun_nfe):
     return out
 
 
-def _evaluate_on_reference(model, task, nfes):
-    """``{nfe: {'psnr_db', 'fd'}}``: Euler at each NFE (uniform in t over the shipped ground truth's
-    interval) from its noises and labels, against its exact ODE solutions."""
-    from jaxsample import demo
-
-    ref = demo.reference(task.name)
+def _evaluate_on_reference(model, task, ref, nfes):
+    """``{nfe: {'psnr_db', 'fd'}}``: Euler at each NFE (uniform in t over the shipped ground truth
+    ``ref``'s interval, :func:`jaxsample.demo.reference`) from its noises and labels, against its exact
+    ODE solutions."""
     cond = {"label": jnp.asarray(ref["label"])} if "label" in ref else None
     out = {}
     for n in nfes:
@@ -188,6 +186,10 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
     noise = jax.random.normal(jax.random.key(30_000 + config.seed), (config.num_eval, *task.sample_shape))
     euler_steps = _as_tuple(config.euler_steps, int)
     reference_nfes = _as_tuple(config.get("reference_nfes") or (), int)
+    if reference_nfes:
+        from jaxsample import demo
+
+        reference = demo.reference(task.name)
     methods = _as_tuple(config.methods)
     one_step_methods = _as_tuple(config.one_step_methods) if config.one_step_methods else ()
     rows = []
@@ -197,7 +199,7 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
         row = {"name": "teacher (start)", "method": "teacher", "train_seconds": 0.0, "forward_passes": 0,
                **_evaluate(init_model, evaluate, noise, eval_cond, euler_steps, config.heun_nfe)}
         if reference_nfes:
-            row["reference"] = _evaluate_on_reference(init_model, task, reference_nfes)
+            row["reference"] = _evaluate_on_reference(init_model, task, reference, reference_nfes)
         row["eval_seconds"] = time.perf_counter() - t0
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -222,7 +224,7 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
                "final_loss": (history or train.read_metrics(os.path.join(workdir, method)) or [{}])[-1].get("loss"),
                **_evaluate(model, evaluate, noise, eval_cond, euler_steps, config.heun_nfe)}
         if reference_nfes:
-            row["reference"] = _evaluate_on_reference(model, task, reference_nfes)
+            row["reference"] = _evaluate_on_reference(model, task, reference, reference_nfes)
         row["eval_seconds"] = time.perf_counter() - t0
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -245,7 +247,7 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
                   "train_seconds": train_seconds + secs, "forward_passes": FORWARD_PASSES[method],
                   **_evaluate(m1, evaluate, noise, eval_cond, euler_steps, config.heun_nfe)}
             if reference_nfes:
-                r1["reference"] = _evaluate_on_reference(m1, task, reference_nfes)
+                r1["reference"] = _evaluate_on_reference(m1, task, reference, reference_nfes)
             rows.append(r1)
             print(json.dumps(r1), flush=True)
         _write_results(workdir, rows, metric, floor, config, task, euler_steps, reference_nfes)  # after every method

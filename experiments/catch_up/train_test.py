@@ -69,8 +69,8 @@ def test_reference_scores_are_euler_on_the_shipped_ground_truth(tmp_path):
     start = train.nets.network_model(*train._network(
         ml_collections.ConfigDict({"net": None, "init": "teacher"}), task),
         train.catch_up.RectifiedFlow(), "velocity")
-    got = train._evaluate_on_reference(start, task, (2,))["2"]
     ref = demo.reference("fashion_flow")
+    got = train._evaluate_on_reference(start, task, ref, (2,))["2"]
     ts = grids.uniform(task.model.path, 2, t_start=float(ref["t_start"]), t_end=float(ref["t_end"]))
     x = js.sample(task.model, js.solvers.euler(), ts, jnp.asarray(ref["noise"]),
                   cond={"label": jnp.asarray(ref["label"])})
